@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both bootstrap .venv from
+# pinned dependencies (pyproject.toml pins, requirements.lock as constraints).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CROWD_HOME ?= $(CURDIR)/.crowd
+export CROWD_HOME
+
+.PHONY: venv demo test dev audit-ui bench clean lint-contracts
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/crowd-platform demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+dev: $(STAMP)
+	mkdir -p $(CROWD_HOME)/dagster_home
+	DAGSTER_HOME=$(CROWD_HOME)/dagster_home $(BIN)/dagster dev -w workspace.yaml
+
+audit-ui: $(STAMP)
+	mkdir -p $(CROWD_HOME)/dagster_home
+	DAGSTER_HOME=$(CROWD_HOME)/dagster_home $(BIN)/dagster-webserver -w workspace.yaml --read-only -h 127.0.0.1 -p 3001
+
+lint-contracts: $(STAMP)
+	$(BIN)/crowd-platform contracts lint
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .crowd

@@ -1,0 +1,191 @@
+"""Data contracts (ODCS v3 YAML in ``data_contracts/``): the single source of truth.
+
+Code reads layouts, schemas, quality rules, market shares and retention from here; it does
+not repeat them. Adding an operator is one new ``<operator>_events.yaml`` file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from open_data_contract_standard.model import OpenDataContractStandard
+
+CANONICAL_EVENT_COLUMNS = ("subscriber_key", "cell_id", "event_time", "event_type")
+CANONICAL_EVENT_TYPES = ("call", "sms", "data", "location_update")
+
+# ODCS units -> hours, for retention periods.
+_UNIT_HOURS = {"h": 1, "hour": 1, "hours": 1, "d": 24, "day": 24, "days": 24, "w": 168, "week": 168,
+               "weeks": 168, "y": 24 * 365, "year": 24 * 365, "years": 24 * 365, "min": 1 / 60}
+
+
+class ContractError(ValueError):
+    """A contract file that does not satisfy ODCS or this platform's conventions."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One canonical column and how the operator's layout maps onto it."""
+
+    name: str
+    physical_name: str | None
+    logical_type: str
+    required: bool
+    classification: str | None
+    tags: tuple[str, ...]
+    options: dict[str, Any]
+    quality: tuple[dict[str, Any], ...]
+    custom: dict[str, Any]
+    transform_logic: str | None = None
+    transform_sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Contract:
+    path: Path
+    contract_id: str
+    version: str
+    operator: str | None
+    feed: str
+    layout: dict[str, Any]
+    columns: tuple[ColumnSpec, ...]
+    table_quality: tuple[dict[str, Any], ...]
+    retention: dict[str, float]          # element -> hours
+    custom: dict[str, Any] = field(default_factory=dict)
+    owners: tuple[str, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def column(self, name: str) -> ColumnSpec:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    @property
+    def market_share(self) -> float | None:
+        value = self.custom.get("market_share")
+        return float(value) if value is not None else None
+
+    @property
+    def mnc(self) -> tuple[str, ...]:
+        return tuple(str(value) for value in self.custom.get("mnc", ()))
+
+    def rules(self) -> list[tuple[str | None, dict[str, Any]]]:
+        """Every quality rule as (column or None for table-level, rule dict)."""
+        found: list[tuple[str | None, dict[str, Any]]] = [(None, rule) for rule in self.table_quality]
+        for column in self.columns:
+            found.extend((column.name, rule) for rule in column.quality)
+        return found
+
+    def retention_hours(self, element: str | None = None, default: float | None = None) -> float:
+        """Retention for an element (``events.subscriber_key``) or the contract's first one."""
+        if element and element in self.retention:
+            return self.retention[element]
+        if element is None and self.retention:
+            return next(iter(self.retention.values()))
+        if default is not None:
+            return default
+        raise ContractError(f"{self.contract_id}: no retention declared for {element or 'any element'}")
+
+
+def _custom_dict(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {item["property"]: item.get("value") for item in (items or []) if item.get("property")}
+
+
+def _hours(value: Any, unit: str | None, where: str) -> float:
+    factor = _UNIT_HOURS.get((unit or "").lower())
+    if factor is None:
+        raise ContractError(f"{where}: unknown retention unit {unit!r}")
+    return float(value) * factor
+
+
+def parse_contract(path: Path) -> Contract:
+    with open(path, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle)
+    if not isinstance(document, dict):
+        raise ContractError(f"{path.name}: not a YAML mapping")
+    try:
+        OpenDataContractStandard.model_validate(document)
+    except Exception as error:  # pydantic's message is long; keep the first line
+        first = str(error).splitlines()[0]
+        raise ContractError(f"{path.name}: not a valid ODCS contract ({first})") from None
+    custom = _custom_dict(document.get("customProperties"))
+    schema = document.get("schema") or []
+    if not schema:
+        raise ContractError(f"{path.name}: no schema")
+    table = schema[0]
+    columns = []
+    for prop in table.get("properties") or []:
+        columns.append(
+            ColumnSpec(
+                name=prop["name"],
+                physical_name=prop.get("physicalName"),
+                logical_type=prop.get("logicalType", "string"),
+                required=bool(prop.get("required", False)),
+                classification=prop.get("classification"),
+                tags=tuple(prop.get("tags") or ()),
+                options=dict(prop.get("logicalTypeOptions") or {}),
+                quality=tuple(prop.get("quality") or ()),
+                custom=_custom_dict(prop.get("customProperties")),
+                transform_logic=prop.get("transformLogic"),
+                transform_sources=tuple(prop.get("transformSourceObjects") or ()),
+            )
+        )
+    retention = {}
+    for sla in document.get("slaProperties") or []:
+        if sla.get("property") == "retention":
+            element = sla.get("element") or table.get("name")
+            retention[element] = _hours(sla.get("value"), sla.get("unit"), f"{path.name} retention")
+    owners = tuple(
+        member.get("username") for member in (document.get("team") or {}).get("members", []) if member.get("role") == "owner"
+    )
+    return Contract(
+        path=path,
+        contract_id=document["id"],
+        version=str(document["version"]),
+        operator=custom.get("operator"),
+        feed=str(custom.get("feed", table.get("name"))),
+        layout=dict(custom.get("layout") or {}),
+        columns=tuple(columns),
+        table_quality=tuple(table.get("quality") or ()),
+        retention=retention,
+        custom=custom,
+        owners=owners,
+        raw=document,
+    )
+
+
+@lru_cache(maxsize=8)
+def _load_cached(directory: str, stamp: tuple[tuple[str, float], ...]) -> tuple[Contract, ...]:
+    return tuple(parse_contract(Path(directory) / name) for name, _ in stamp)
+
+
+def load_contracts(directory: Path) -> tuple[Contract, ...]:
+    """Every contract in the folder (cached until a file changes)."""
+    files = sorted(directory.glob("*.yaml"))
+    stamp = tuple((path.name, path.stat().st_mtime) for path in files)
+    return _load_cached(str(directory), stamp)
+
+
+def operator_contracts(directory: Path, feed: str = "events") -> dict[str, Contract]:
+    """Operator -> contract for a feed. Operators are whoever has a contract: no list in code."""
+    return {
+        contract.operator: contract
+        for contract in load_contracts(directory)
+        if contract.operator and contract.feed == feed
+    }
+
+
+def contract_for(directory: Path, operator: str, feed: str) -> Contract | None:
+    if feed == "events":
+        return operator_contracts(directory, "events").get(operator)
+    # Shared feeds (e.g. cells) have one contract for every operator that has an events contract.
+    if operator not in operator_contracts(directory, "events"):
+        return None
+    for contract in load_contracts(directory):
+        if contract.feed == feed and contract.operator in (None, "*", operator):
+            return contract
+    return None

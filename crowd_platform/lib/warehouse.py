@@ -1,0 +1,70 @@
+"""DuckDB warehouse access.
+
+DuckDB allows one read-write process per file (DESIGN.md section 9): connections are opened
+inside assets only, kept short, and every writer step runs in the Dagster pool
+``WAREHOUSE_POOL`` (limit 1 in deploy/dagster.yaml and the test instance).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from crowd_platform.lib.settings import SQL_DIR
+
+WAREHOUSE_POOL = "duckdb_warehouse"
+SCHEMA_DIR = SQL_DIR / "schema"
+
+
+def read_sql(name: str) -> str:
+    """Text of ``sql/<name>.sql`` (one model per file, named after the asset it builds)."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def _configure(connection: duckdb.DuckDBPyConnection) -> None:
+    # No progress bar in logs (DESIGN.md section 9); bounded threads on 2 cores.
+    connection.execute("SET enable_progress_bar = false")
+
+
+def apply_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    """Create every warehouse table that does not exist yet (idempotent DDL in sql/schema/)."""
+    for ddl in sorted(SCHEMA_DIR.glob("*.sql")):
+        connection.execute(ddl.read_text(encoding="utf-8"))
+
+
+@contextmanager
+def connect(path: Path, read_only: bool = False, retries: int = 60) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse, waiting while another process holds the write lock.
+
+    A waiting reader is normal (a run is writing); the wait is bounded so a stuck lock
+    surfaces as a one-line error instead of a hang.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    last_error: Exception | None = None
+    for attempt in range(retries):
+        try:
+            connection = duckdb.connect(str(path), read_only=read_only and path.exists())
+            break
+        except duckdb.IOException as error:  # lock held by another process
+            last_error = error
+            time.sleep(min(0.25 * (attempt + 1), 2.0))
+    else:
+        raise RuntimeError(f"warehouse {path.name} is locked by another process") from last_error
+    try:
+        _configure(connection)
+        if not read_only:
+            apply_schema(connection)
+        yield connection
+    finally:
+        connection.close()
+
+
+def fetch_dicts(connection: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    cursor = connection.execute(sql, params or [])
+    columns = [column[0] for column in cursor.description]
+    return [dict(zip(columns, row)) for row in cursor.fetchall()]
