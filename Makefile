@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements.lock
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/crowd-platform demo
+	$(BIN)/crowd-platform demo --fresh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

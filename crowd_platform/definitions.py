@@ -7,7 +7,7 @@ defs/alerts (crowd alerts -> broadcast requests), defs/governance (retention, au
 
 import dagster as dg
 
-from crowd_platform.defs import alerts, density, geography, governance, ingestion
+from crowd_platform.defs import alerts, density, geography, governance, ingestion, jobs
 from crowd_platform.lib.resources import CrowdPlatform
 
 defs = dg.Definitions.merge(
@@ -16,5 +16,6 @@ defs = dg.Definitions.merge(
     density.defs,
     alerts.defs,
     governance.defs,
+    jobs.defs,
     dg.Definitions(resources={"crowd": CrowdPlatform()}),
 )

@@ -28,7 +28,14 @@ CREATE TABLE IF NOT EXISTS districts (
     is_admin_unit    BOOLEAN NOT NULL,    -- false for water/forest: area but no people
     area_km2         DOUBLE NOT NULL,     -- from an equal-area / local UTM projection
     population       DOUBLE,
-    geometry_wkb     BLOB
+    geometry_wkb     BLOB,
+    land_area_km2    DOUBLE               -- area of admin units only (0 for water/forest): density denominator
+);
+-- Finest unit -> its code at every configured level (itself included), for roll-ups.
+CREATE TABLE IF NOT EXISTS district_hierarchy (
+    district_code_finest VARCHAR NOT NULL,
+    level                VARCHAR NOT NULL,
+    district_code        VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS bts_coverage (
     site_id       VARCHAR NOT NULL,

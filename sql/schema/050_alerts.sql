@@ -45,3 +45,35 @@ CREATE TABLE IF NOT EXISTS broadcast_requests (
     delivered_at    TIMESTAMPTZ,
     run_id          VARCHAR
 );
+-- Alert state machine per place after each evaluated window (sparse: only places with a
+-- streak, an open alert or a cooldown). The next window starts from the previous window's
+-- rows, so one-by-one and range runs agree and a rerun restarts from the same state.
+CREATE TABLE IF NOT EXISTS alert_place_state (
+    window_start    TIMESTAMPTZ NOT NULL,
+    level           VARCHAR NOT NULL,
+    place_id        VARCHAR NOT NULL,
+    streak          INTEGER NOT NULL,      -- consecutive windows with the condition
+    quiet           INTEGER NOT NULL,      -- consecutive windows without it while open
+    cooldown_left   INTEGER NOT NULL,
+    alert_id        VARCHAR,               -- open alert, if any
+    severity        INTEGER NOT NULL,
+    opened_window   TIMESTAMPTZ,
+    alert_windows   INTEGER NOT NULL,      -- windows the condition held since opening
+    observed        DOUBLE,
+    baseline_median DOUBLE,
+    baseline_mad    DOUBLE,
+    ratio           DOUBLE,
+    robust_z        DOUBLE,
+    excess          DOUBLE,
+    drop_ids        VARCHAR[],
+    run_id          VARCHAR
+);
+-- One row per window crowd_alerts has processed: evaluated, or skipped with the reason.
+CREATE TABLE IF NOT EXISTS alert_evaluations (
+    window_start    TIMESTAMPTZ NOT NULL,
+    evaluated       BOOLEAN NOT NULL,
+    reason          VARCHAR,
+    places          INTEGER,
+    conditions      INTEGER,
+    run_id          VARCHAR
+);

@@ -1,0 +1,146 @@
+"""The drop manifest (DESIGN.md section 6): parsing and verification.
+
+A manifest that cannot even say which window/operator it belongs to is *unroutable*
+(handled by the sensor and ``quarantine_unroutable_job``); every other problem is found by
+``operator_drops`` and quarantines that drop only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+MANIFEST_SUFFIX = ".manifest.json"
+FEEDS = ("events", "cells")
+# Manifests are a few hundred bytes; anything far larger is not a manifest.
+MAX_MANIFEST_BYTES = 64 * 1024
+REQUIRED_FIELDS = {
+    "manifest_version": int,
+    "operator": str,
+    "feed": str,
+    "contract_version": str,
+    "file": str,
+    "sha256": str,
+    "bytes": int,
+    "row_count": int,
+    "window_start": str,
+    "window_end": str,
+    "delivery": int,
+}
+
+
+class ManifestError(ValueError):
+    """A manifest that fails verification; the message is one line and holds no data values."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    operator: str
+    feed: str
+    contract_version: str
+    file: str
+    sha256: str
+    bytes: int
+    row_count: int
+    window_start: datetime
+    window_end: datetime
+    delivery: int
+    key_id: str | None
+    created_at: str | None
+    raw: dict[str, Any]
+
+    @property
+    def drop_id(self) -> str:
+        return drop_id(self.operator, self.feed, self.window_start, self.delivery, self.sha256)
+
+
+def drop_id(operator: str, feed: str, window_start: datetime, delivery: int, sha256: str) -> str:
+    return f"{operator}_{feed}_{window_start.astimezone(timezone.utc):%Y%m%dT%H%MZ}_d{delivery}_{sha256[:12]}"
+
+
+def _parse_time(value: str, field: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ManifestError(f"manifest {field} is not an ISO-8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise ManifestError(f"manifest {field} has no time zone")
+    return parsed.astimezone(timezone.utc)
+
+
+def safe_file_name(name: str) -> bool:
+    """A bare file name: no directory part, no traversal, printable UTF-8."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return name == Path(name).name and not name.startswith(".")
+
+
+def parse_manifest_bytes(payload: bytes, *, folder_operator: str, window_minutes: int = 15) -> Manifest:
+    """Verify a manifest's content (schema, alignment, scheme). Raises ManifestError."""
+    if len(payload) > MAX_MANIFEST_BYTES:
+        raise ManifestError("manifest larger than 64 KiB")
+    try:
+        document = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ManifestError("manifest is not UTF-8 JSON") from None
+    if not isinstance(document, dict):
+        raise ManifestError("manifest is not a JSON object")
+    missing = sorted(field for field in REQUIRED_FIELDS if field not in document)
+    if missing:
+        raise ManifestError(f"manifest misses fields: {', '.join(missing)}")
+    for field, kind in REQUIRED_FIELDS.items():
+        value = document[field]
+        # bool is an int subclass in Python; a JSON true is not a count.
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ManifestError(f"manifest field {field} must be {kind.__name__}")
+    if document["manifest_version"] != 1:
+        raise ManifestError("unsupported manifest_version (expected 1)")
+    if document["operator"] != folder_operator:
+        raise ManifestError("manifest operator does not match its landing folder")
+    if document["feed"] not in FEEDS:
+        raise ManifestError(f"manifest feed must be one of {', '.join(FEEDS)}")
+    if not safe_file_name(document["file"]):
+        raise ManifestError("manifest file is not a bare file name (path traversal refused)")
+    sha = document["sha256"]
+    if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+        raise ManifestError("manifest sha256 is not 64 lowercase hex")
+    if document["bytes"] < 0 or document["row_count"] < 0:
+        raise ManifestError("manifest bytes/row_count must not be negative")
+    if document["delivery"] < 1:
+        raise ManifestError("manifest delivery must be >= 1")
+    start = _parse_time(document["window_start"], "window_start")
+    end = _parse_time(document["window_end"], "window_end")
+    if start.second or start.microsecond or start.minute % window_minutes:
+        raise ManifestError(f"manifest window_start is not aligned to {window_minutes} minutes")
+    if end - start != timedelta(minutes=window_minutes):
+        raise ManifestError(f"manifest window is not exactly {window_minutes} minutes")
+    pseudo = document.get("pseudonymization")
+    key_id = None
+    if document["feed"] == "events":
+        # Events carry subscriber keys: only HMAC-SHA256 pseudonyms are accepted (DESIGN.md 4.1).
+        if not isinstance(pseudo, dict) or pseudo.get("scheme") != "hmac-sha256":
+            raise ManifestError("manifest pseudonymization.scheme must be hmac-sha256")
+    if isinstance(pseudo, dict) and isinstance(pseudo.get("key_id"), str):
+        key_id = pseudo["key_id"]
+    return Manifest(
+        operator=document["operator"],
+        feed=document["feed"],
+        contract_version=document["contract_version"],
+        file=document["file"],
+        sha256=sha,
+        bytes=document["bytes"],
+        row_count=document["row_count"],
+        window_start=start,
+        window_end=end,
+        delivery=document["delivery"],
+        key_id=key_id,
+        created_at=document.get("created_at") if isinstance(document.get("created_at"), str) else None,
+        raw=document,
+    )

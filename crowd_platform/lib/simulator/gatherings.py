@@ -1,0 +1,181 @@
+"""Injected gatherings: extra subscribers from the surrounding area at one place for a while.
+
+A gathering is what the platform should find. Its ground truth (place, time, size in
+subscribers and in people) goes to ground_truth.json so that tests and the demo can check the
+alerts against it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowd_platform.lib.simulator.population import Subscribers
+from crowd_platform.lib.simulator.world import World
+
+LOCAL_OFFSET = timedelta(hours=7)  # Asia/Jakarta, no daylight saving
+WINDOW = timedelta(minutes=15)
+# Participants stand within ~this many metres of the place: one or two cell sites' area.
+GATHERING_SPREAD_M = 120.0
+# Extra data sessions per participant-hour (photos, video calls): crowds use their phones.
+GATHERING_EXTRA_DATA_PER_H = 2.0
+# Default size: a share of all subscribers, but never so few that a test-scale run cannot see it.
+DEFAULT_SHARE_RANGE = (0.06, 0.10)
+DEFAULT_MIN_SUBSCRIBERS = 300
+
+# Real places in Jakarta with the kind of crowd each draws and when (local time).
+DEFAULT_SITES: tuple[dict[str, Any], ...] = (
+    {"site": "Masjid Istiqlal", "kind": "friday prayer", "lon": 106.8313, "lat": -6.1702, "local_start_h": 11.5, "hours": 2.0, "weekday": 4},
+    {"site": "Pasar Tanah Abang", "kind": "market", "lon": 106.8133, "lat": -6.1879, "local_start_h": 9.0, "hours": 3.0, "weekday": None},
+    {"site": "Gelora Bung Karno", "kind": "stadium event", "lon": 106.8021, "lat": -6.2185, "local_start_h": 19.0, "hours": 3.0, "weekday": None},
+)
+
+
+@dataclass
+class ActiveGathering:
+    """A gathering resolved against the simulated population."""
+
+    record: dict[str, Any]
+    start: datetime
+    end: datetime
+    xy: np.ndarray  # (2,) metres
+    participants: np.ndarray  # sorted subscriber indices
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def default_gatherings(windows: list[datetime], subscribers: int, seed: int) -> list[dict[str, Any]]:
+    """One gathering per default site, placed inside the simulated windows.
+
+    Sites keep their usual local time when it is simulated (Friday prayer on a Friday); when
+    --hours leaves it out, the gathering moves into the simulated hours of its day. The first
+    day is avoided when there are others, so that it can serve as a baseline.
+    """
+    if not windows:
+        return []
+    rng = np.random.default_rng([seed, 3])
+    by_day: dict[date, list[datetime]] = {}
+    for window in sorted(windows):
+        by_day.setdefault(window.date(), []).append(window)
+    days = sorted(by_day)
+    candidate_days = days[1:] or days
+    gatherings = []
+    used: list[date] = []
+    for number, site in enumerate(DEFAULT_SITES, start=1):
+        preferred = [day for day in candidate_days if site["weekday"] is None or (datetime.combine(day, datetime.min.time()) + timedelta(hours=site["local_start_h"])).weekday() == site["weekday"]]
+        pool = [day for day in (preferred or candidate_days) if day not in used] or (preferred or candidate_days)
+        day = pool[int(rng.integers(0, len(pool)))]
+        used.append(day)
+        day_windows = by_day[day]
+        first, last_end = day_windows[0], day_windows[-1] + WINDOW
+        duration = timedelta(hours=site["hours"])
+        start = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=site["local_start_h"]) - LOCAL_OFFSET
+        if start < first or start + duration > last_end:
+            duration = min(duration, last_end - first)
+            start = min(max(start, first), last_end - duration)
+        share = rng.uniform(*DEFAULT_SHARE_RANGE)
+        extra = max(int(round(subscribers * share)), min(DEFAULT_MIN_SUBSCRIBERS, subscribers // 5))
+        gatherings.append(
+            {
+                "id": f"g{number}-{site['site'].lower().replace(' ', '-')}",
+                "site": site["site"],
+                "kind": site["kind"],
+                "lon": site["lon"],
+                "lat": site["lat"],
+                "start": _iso(start),
+                "end": _iso(start + duration),
+                "extra_subscribers": extra,
+            }
+        )
+    return gatherings
+
+
+def load_gatherings(path: Path) -> list[dict[str, Any]]:
+    """Gatherings from a JSON file: a list, or {"gatherings": [...]} (a ground_truth.json)."""
+    with open(path, encoding="utf-8") as handle:
+        document = json.load(handle)
+    items = document.get("gatherings", []) if isinstance(document, dict) else document
+    if not isinstance(items, list):
+        raise ValueError("expected a list of gatherings")
+    return items
+
+
+def resolve_gatherings(
+    specs: list[dict[str, Any]], world: World, subscribers: Subscribers, seed: int
+) -> list[ActiveGathering]:
+    """Place each gathering, pick its participants among the nearest homes, fill in ground truth.
+
+    A spec needs start, end (or duration_minutes), extra_subscribers, and either lon/lat or a
+    kelurahan code (``kelurahan_code``).
+    """
+    kelurahan = world.kelurahan
+    sampling_fraction = subscribers.count / world.total_population
+    resolved = []
+    for number, spec in enumerate(specs, start=1):
+        if "lon" in spec and "lat" in spec:
+            lon, lat = float(spec["lon"]), float(spec["lat"])
+            row = world.locate(lon, lat)
+        elif "kelurahan_code" in spec:
+            matches = np.flatnonzero(kelurahan["code"].to_numpy() == str(spec["kelurahan_code"]))
+            if not len(matches):
+                raise ValueError(f"gathering {number}: unknown kelurahan_code {spec['kelurahan_code']}")
+            row = int(matches[0])
+            lon, lat = world.to_lonlat.transform(kelurahan["x"][row], kelurahan["y"][row])
+        else:
+            raise ValueError(f"gathering {number}: needs lon/lat or kelurahan_code")
+        start = _parse_time(spec["start"])
+        end = _parse_time(spec["end"]) if "end" in spec else start + timedelta(minutes=float(spec["duration_minutes"]))
+        if end <= start:
+            raise ValueError(f"gathering {number}: end is not after start")
+        extra = int(spec.get("extra_subscribers", spec.get("size", 0)))
+        if extra <= 0:
+            raise ValueError(f"gathering {number}: extra_subscribers must be positive")
+        extra = min(extra, subscribers.count)
+        x, y = world.to_xy.transform(lon, lat)
+        place = np.array([x, y])
+        # Participants come from the surrounding area: a random draw among the 3x nearest homes.
+        distance = np.hypot(subscribers.home_xy[:, 0] - x, subscribers.home_xy[:, 1] - y)
+        nearest = np.argsort(distance, kind="stable")[: min(subscribers.count, 3 * extra)]
+        rng = np.random.default_rng([seed, 4, number])
+        participants = np.sort(rng.choice(nearest, size=extra, replace=False))
+        by_operator: dict[str, int] = {}
+        people = 0.0
+        for code, operator in enumerate(subscribers.operators):
+            on_operator = int((subscribers.operator_of[participants] == code).sum())
+            by_operator[operator] = on_operator
+            share = world.market_share[operator]
+            if share > 0:
+                people += on_operator / (share * sampling_fraction)
+        record = {
+            "id": str(spec.get("id") or f"g{number}"),
+            "site": spec.get("site"),
+            "kind": spec.get("kind"),
+            "kelurahan_code": kelurahan["code"][row],
+            "kelurahan_name": kelurahan["name"][row],
+            "kecamatan_code": kelurahan["kec_code"][row],
+            "kecamatan_name": kelurahan["kec_name"][row],
+            "lon": round(lon, 6),
+            "lat": round(lat, 6),
+            "start": _iso(start),
+            "end": _iso(end),
+            "extra_subscribers": extra,
+            "extra_subscribers_by_operator": by_operator,
+            "people_equivalent": int(round(people)),
+            "origin_radius_m": int(round(float(distance[nearest].max()))) if len(nearest) else 0,
+        }
+        resolved.append(ActiveGathering(record=record, start=start, end=end, xy=place, participants=participants))
+    return resolved

@@ -1,0 +1,93 @@
+"""Tiny synthetic warehouse for the alert, broadcast and evaluate tests (no test functions here).
+
+Two kelurahan (K1, K2) in one kecamatan (C1) of one kab/kota (KB1); two operators with three
+sites; a flat baseline (median 2000 people per kelurahan, 4000 per kecamatan, 100 subscribers
+per site) and district_density / bts_presence rows whose values the test chooses per window.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+from crowd_platform.lib import warehouse
+
+DAY = date(2020, 3, 23)
+T0 = datetime(2020, 3, 23, 3, 0, tzinfo=timezone.utc)  # 10:00 WIB
+STEP = timedelta(minutes=15)
+
+DISTRICTS = [
+    # code, level, rank, name, parent
+    ("K1", "kelurahan", 0, "Gambir", "C1"),
+    ("K2", "kelurahan", 0, "Cideng", "C1"),
+    ("C1", "kecamatan", 1, "Gambir Kec", "KB1"),
+    ("KB1", "kabkota", 2, "Jakarta Pusat", None),
+]
+# cell_id, operator, site_id, lon, lat
+CELLS = [
+    ("510-10-1-101", "telkomsel", "telkomsel:s1", 106.8270, -6.1754),
+    ("510-10-1-102", "telkomsel", "telkomsel:s1", 106.8270, -6.1754),
+    ("510-11-2-201", "xl", "xl:s2", 106.8290, -6.1760),
+    ("510-10-1-301", "telkomsel", "telkomsel:s3", 106.8100, -6.1700),
+]
+# site_id, scope, district, weight
+WEIGHTS = [
+    ("telkomsel:s1", "telkomsel", "K1", 1.0),
+    ("xl:s2", "xl", "K1", 0.6),
+    ("xl:s2", "xl", "K2", 0.4),
+    ("telkomsel:s3", "telkomsel", "K2", 1.0),
+]
+BASELINE = {("kelurahan", "K1"): 2000.0, ("kelurahan", "K2"): 2000.0, ("kecamatan", "C1"): 4000.0,
+            ("site", "telkomsel:s1"): 100.0, ("site", "xl:s2"): 100.0, ("site", "telkomsel:s3"): 100.0}
+BASELINE_MAD = 0.05  # MAD as a fraction of the median
+
+
+def window(index: int) -> datetime:
+    return T0 + index * STEP
+
+
+def drop_id(operator: str, index: int) -> str:
+    return f"{operator}_events_{window(index):%Y%m%dT%H%MZ}_d1_abcdef012345"
+
+
+def seed_reference(con, days: tuple[date, ...] = (DAY,)) -> None:
+    """Districts, registry, weights and a flat baseline for the given days."""
+    warehouse.apply_schema(con)
+    for code, level, rank, name, parent in DISTRICTS:
+        con.execute("INSERT INTO districts (district_code, level, level_rank, name, parent_code, is_admin_unit, area_km2)"
+                    " VALUES (?, ?, ?, ?, ?, true, 1.0)", [code, level, rank, name, parent])
+    for cell_id, operator, site_id, lon, lat in CELLS:
+        con.execute("INSERT INTO bts_registry (cell_id, operator, site_id, lon, lat, radio, valid_from) "
+                    "VALUES (?, ?, ?, ?, ?, 'LTE', TIMESTAMPTZ '2020-03-01 00:00:00+00')",
+                    [cell_id, operator, site_id, lon, lat])
+    for site_id, scope, district, weight in WEIGHTS:
+        con.execute("INSERT INTO bts_district_weights VALUES (?, ?, ?, ?, 'voronoi_area')", [site_id, scope, district, weight])
+    rows = []
+    for day in days:
+        for (level, place), median in BASELINE.items():
+            for minute in range(0, 24 * 60, 15):
+                rows.append([day, level, place, minute, median, median * BASELINE_MAD, 4, "weekly", "seed"])
+    con.executemany("INSERT INTO density_baseline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def seed_windows(con, count: int, kelurahan_k1: dict[int, float] | None = None,
+                 site_s1: dict[int, float] | None = None) -> None:
+    """Density rows for windows 0..count-1: baseline values except where the test overrides K1 / site s1."""
+    kelurahan_k1 = kelurahan_k1 or {}
+    site_s1 = site_s1 or {}
+    for index in range(count):
+        start = window(index)
+        drops = [drop_id("telkomsel", index), drop_id("xl", index)]
+        for operator, drop in zip(("telkomsel", "xl"), drops):
+            con.execute("INSERT INTO drops (drop_id, operator, feed, window_start, contract_id, contract_version, status) "
+                        "VALUES (?, ?, 'events', ?, ?, '1.0.0', 'accepted')", [drop, operator, start, f"{operator}-events"])
+        k1 = kelurahan_k1.get(index, 2000.0)
+        values = {("kelurahan", "K1"): k1, ("kelurahan", "K2"): 2000.0, ("kecamatan", "C1"): k1 + 2000.0,
+                  ("kabkota", "KB1"): k1 + 2000.0}
+        for (level, code), value in values.items():
+            con.execute("INSERT INTO district_density (window_start, level, district_code, subscribers, people_estimate, "
+                        "operators_reporting, drop_ids) VALUES (?, ?, ?, ?, ?, 2, ?)",
+                        [start, level, code, value / 2, value, drops])
+        for site, operator in (("telkomsel:s1", "telkomsel"), ("xl:s2", "xl"), ("telkomsel:s3", "telkomsel")):
+            value = site_s1.get(index, 100) if site == "telkomsel:s1" else 100
+            con.execute("INSERT INTO bts_presence VALUES (?, ?, 'site', ?, ?, 'last', 'seed')",
+                        [start, operator, site, int(value)])

@@ -1,0 +1,26 @@
+-- bts_registry, step 1: label every observed cell row (from the accepted cell-list drops,
+-- registered as `cell_observations`) with the first reason it cannot enter the registry.
+-- reason NULL = acceptable so far (the outside-the-area test needs polygons: done in Python).
+WITH counted AS (
+    SELECT
+        o.*,
+        count(*) OVER (PARTITION BY o.drop_id, o.cell_id) AS copies,
+        regexp_full_match(o.cell_id, '[0-9]{3}-[0-9]{2,3}-[0-9]+-[0-9]+') AS well_formed,
+        split_part(o.cell_id, '-', 2) AS mnc
+    FROM cell_observations AS o
+)
+SELECT
+    c.drop_id, c.operator, c.window_start, c.cell_id, c.lon, c.lat, c.radio,
+    CASE
+        WHEN c.cell_id IS NULL OR NOT c.well_formed THEN 'malformed_cell_id'
+        WHEN m.mnc IS NULL THEN 'mnc_not_operator'
+        WHEN c.lon IS NULL OR c.lat IS NULL OR isnan(c.lon) OR isnan(c.lat) THEN 'missing_coordinates'
+        WHEN c.lon = 0 AND c.lat = 0 THEN 'null_island'
+        -- Swapped: the latitude holds a plausible Indonesian longitude and vice versa.
+        WHEN c.lat BETWEEN $west AND $east AND c.lon BETWEEN $south AND $north THEN 'swapped_lon_lat'
+        WHEN NOT (c.lon BETWEEN $west AND $east AND c.lat BETWEEN $south AND $north) THEN 'outside_indonesia'
+        -- Two rows for one id in one snapshot: we cannot know which is right, keep neither.
+        WHEN c.copies > 1 THEN 'duplicate_cell_id'
+    END AS reason
+FROM counted AS c
+LEFT JOIN operator_mnc AS m ON m.operator = c.operator AND m.mnc = c.mnc
