@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/crowd-platform demo --fresh
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 dev: $(STAMP)
 	mkdir -p $(CROWD_HOME)/dagster_home

@@ -13,7 +13,12 @@ subscriber_sites AS (
     GROUP BY window_start, operator, subscriber_key, site_id
 )
 SELECT window_start, operator, 'cell', cell_id, count(*), 'any', $run_id
-FROM subscriber_cells
+FROM (
+    -- a cell moved between sites inside the window still counts each subscriber once
+    SELECT window_start, operator, subscriber_key, cell_id
+    FROM subscriber_cells
+    GROUP BY window_start, operator, subscriber_key, cell_id
+)
 GROUP BY window_start, operator, cell_id
 UNION ALL
 SELECT window_start, operator, 'site', site_id, count(*), 'any', $run_id

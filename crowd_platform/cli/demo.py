@@ -35,6 +35,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle)
 
 
+# Gatherings on the last simulated day only: the days before it build the baseline the
+# alerts are measured against (at least 3 non-holiday days). Local time is WIB (UTC+7).
+DEMO_PLACES = (
+    {"site": "Masjid Istiqlal", "kind": "friday prayer", "lon": 106.8313, "lat": -6.1702, "local_hour": 11.5, "hours": 2.0, "share": 0.08},
+    {"site": "Pasar Tanah Abang", "kind": "market", "lon": 106.8133, "lat": -6.1879, "local_hour": 8.0, "hours": 2.0, "share": 0.06},
+    {"site": "Gelora Bung Karno", "kind": "stadium event", "lon": 106.8021, "lat": -6.2185, "local_hour": 19.0, "hours": 3.0, "share": 0.10},
+)
+
+
+def demo_gatherings(last_day: date, subscribers: int) -> list[dict]:
+    gatherings = []
+    for place in DEMO_PLACES:
+        start = datetime.combine(last_day, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=place["local_hour"] - 7)
+        gatherings.append({
+            "id": place["site"].lower().replace(" ", "-"),
+            "site": place["site"],
+            "kind": place["kind"],
+            "lon": place["lon"],
+            "lat": place["lat"],
+            "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "end": (start + timedelta(hours=place["hours"])).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "extra_subscribers": int(subscribers * place["share"]),
+        })
+    return gatherings
+
+
 def _count(connection, sql: str) -> int:
     return int(connection.execute(sql).fetchone()[0] or 0)
 
@@ -61,7 +87,9 @@ def handle(args: argparse.Namespace) -> int:
     began = time.monotonic()
 
     print(f"[1/5] simulating {args.days} days of Jakarta from {start} ({args.subscribers:,} subscribers, seed {args.seed})")
-    simulated = simulate(settings.home, start=start, days=args.days, subscribers=args.subscribers, seed=args.seed, progress=True)
+    gatherings = demo_gatherings(start + timedelta(days=args.days - 1), args.subscribers)
+    simulated = simulate(settings.home, start=start, days=args.days, subscribers=args.subscribers, seed=args.seed,
+                         gatherings=gatherings, progress=True)
 
     print("[2/5] processing the landing area through Dagster")
     instance = get_instance(settings)
@@ -90,7 +118,7 @@ def handle(args: argparse.Namespace) -> int:
     else:
         print("[5/5] retention skipped (--no-retention)")
 
-    gatherings = simulated.get("gatherings", [])
+    gatherings = simulated.get("gatherings", gatherings)
     elapsed = time.monotonic() - began
     print()
     print("crowd_platform demo summary")

@@ -5,9 +5,14 @@ requests: drops of that window -> validated -> published -> presence -> density 
 broadcast requests. Assets are selected by key so this module imports no domain code.
 """
 
+from datetime import timedelta, timezone
+
 import dagster as dg
 
-from crowd_platform.lib.partitions import daily_partitions, window_partitions
+from crowd_platform.lib.partitions import DAY_KEY_FORMAT, daily_partitions, window_partitions
+from crowd_platform.lib.settings import get_settings
+
+settings = get_settings()
 
 WINDOW_ASSETS = (
     "operator_drops",
@@ -48,4 +53,31 @@ daily_job = dg.define_asset_job(
     description="Baselines for a day (from the weeks before it) and the daily presence roll-up.",
 )
 
-defs = dg.Definitions(jobs=[window_job, geography_job, daily_job])
+
+
+@dg.schedule(
+    job=daily_job,
+    cron_schedule="5 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Each day at 00:05 UTC: the baseline used for the new day, and yesterday's daily presence.",
+)
+def daily_baseline_schedule(context: dg.ScheduleEvaluationContext):
+    today = context.scheduled_execution_time.astimezone(timezone.utc)
+    yesterday = today - timedelta(days=1)
+    for key, asset, day in (
+        ("baseline", "density_baseline", today),
+        ("presence", "district_presence_daily", yesterday),
+    ):
+        day_key = day.strftime(DAY_KEY_FORMAT)
+        if day_key not in daily_partitions.get_partition_keys(current_time=today + timedelta(days=1)):
+            continue  # outside the emergency period: nothing to compute
+        yield dg.RunRequest(
+            run_key=f"{key}-{day_key}",
+            partition_key=day_key,
+            asset_selection=[dg.AssetKey(asset)],
+            tags={"crowd/purpose": settings.purpose, "crowd/actor": "schedule:daily_baseline_schedule"},
+        )
+
+
+defs = dg.Definitions(jobs=[window_job, geography_job, daily_job], schedules=[daily_baseline_schedule])

@@ -207,10 +207,10 @@ def step(
             return state, transitions
         quiet = previous.quiet + 1
         if quiet >= rules.close_after:
-            last = current or previous.evidence
+            # The closing window's own values (None when the place had no value or baseline row).
             transitions.append(Transition(previous.alert_id, window, "closed", level, place_id, previous.severity,
-                                          last.observed if current else None, last.ratio if current else None,
-                                          last.robust_z if current else None))
+                                          current.observed if current else None, current.ratio if current else None,
+                                          current.robust_z if current else None))
             return PlaceState(cooldown_left=rules.cooldown), transitions
         return replace(previous, streak=0, quiet=quiet), transitions
 

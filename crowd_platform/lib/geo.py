@@ -35,6 +35,8 @@ WGS84 = "EPSG:4326"
 INDONESIA_BBOX = (94.0, -11.5, 141.5, 6.5)
 METHODS = ("voronoi_area", "point_in_polygon")
 SCOPE_ALL = "all"
+# Pieces smaller than 1 m² are slivers from reprojection round-off, not coverage.
+MIN_PIECE_KM2 = 1e-6
 
 
 # ---------------------------------------------------------------- configuration
@@ -361,20 +363,23 @@ def voronoi_cells(points: np.ndarray, envelope: shapely.Geometry) -> np.ndarray:
 @dataclass
 class Apportionment:
     coverage: gpd.GeoDataFrame      # site_id, scope, lon, lat, area_km2, geometry (EPSG:4326)
-    weights: pd.DataFrame           # site_id, scope, district_code, weight, method, area_km2
-    pieces: pd.DataFrame            # site_id, scope, district_code, area_km2 (voronoi ∩ district)
+    pieces: pd.DataFrame            # site_id, scope, district_code, area_km2 (Voronoi ∩ finest land unit)
+    weights: pd.DataFrame | None = None   # site_id, scope, district_code, weight, method
 
 
-def tessellate_scope(sites: pd.DataFrame, scope: str, units: gpd.GeoDataFrame, area_crs: str,
-                     method: str, weight_by_population: bool) -> Apportionment:
-    """Voronoi coverage of the sites, clipped to land, and each site's weights over finest districts.
+def _project_points(lons: np.ndarray, lats: np.ndarray, area_crs: str) -> np.ndarray:
+    points = gpd.GeoSeries(shapely.points(lons, lats), crs=WGS84).to_crs(area_crs)
+    return shapely.get_coordinates(points.values)
+
+
+def coverage_scope(sites: pd.DataFrame, scope: str, units: gpd.GeoDataFrame, area_crs: str) -> Apportionment:
+    """Voronoi coverage of one scope's sites, clipped to land, and its pieces per finest land unit.
 
     Sites with identical coordinates (possible across operators in scope 'all') share one
-    polygon. A site whose polygon touches no land (offshore, within the area buffer) gets the
-    nearest land unit with weight 1, so every site's weights sum to 1.
+    polygon. The clipped polygon is the union of its pieces, so the pieces' areas add up to
+    the coverage area by construction.
     """
-    projected = gpd.GeoSeries(shapely.points(sites["lon"].to_numpy(), sites["lat"].to_numpy()), crs=WGS84).to_crs(area_crs)
-    xy = shapely.get_coordinates(projected.values)
+    xy = _project_points(sites["lon"].to_numpy(), sites["lat"].to_numpy(), area_crs)
     unique_xy, owner = np.unique(np.round(xy, 3), axis=0, return_inverse=True)
     owner = owner.ravel()
     unit_geoms = units.geometry.values
@@ -383,12 +388,15 @@ def tessellate_scope(sites: pd.DataFrame, scope: str, units: gpd.GeoDataFrame, a
     envelope = shapely.box(xmin - margin, ymin - margin, xmax + margin, ymax + margin)
     polygons = voronoi_cells(unique_xy, envelope)
 
-    # Voronoi ∩ land, per finest unit: the pieces give both the clipped area and the weights.
     tree = shapely.STRtree(unit_geoms)
     poly_index, unit_index = tree.query(polygons, predicate="intersects")
-    pieces = shapely.intersection(polygons[poly_index], unit_geoms[unit_index])
+    # A unit wholly inside a Voronoi polygon is its own piece: only border units need an overlay.
+    inside_poly, inside_unit = tree.query(polygons, predicate="contains_properly")
+    inside = np.isin(poly_index * len(unit_geoms) + unit_index, inside_poly * len(unit_geoms) + inside_unit)
+    pieces = unit_geoms[unit_index].copy()
+    pieces[~inside] = shapely.intersection(polygons[poly_index[~inside]], unit_geoms[unit_index[~inside]])
     piece_area = shapely.area(pieces) / 1e6
-    keep = piece_area > 0
+    keep = piece_area > MIN_PIECE_KM2
     poly_index, unit_index, pieces, piece_area = poly_index[keep], unit_index[keep], pieces[keep], piece_area[keep]
 
     clipped = np.empty(len(polygons), dtype=object)
@@ -397,7 +405,7 @@ def tessellate_scope(sites: pd.DataFrame, scope: str, units: gpd.GeoDataFrame, a
     boundaries = np.flatnonzero(np.diff(poly_index[order])) + 1
     for group in np.split(order, boundaries):
         if len(group):
-            clipped[poly_index[group[0]]] = pieces[group[0]] if len(group) == 1 else shapely.union_all(pieces[group])
+            clipped[poly_index[group[0]]] = pieces[group[0]] if len(group) == 1 else shapely.coverage_union_all(pieces[group])
     clipped_area = np.bincount(poly_index, weights=piece_area, minlength=len(polygons))
 
     site_codes = sites["site_id"].to_numpy()
@@ -406,37 +414,13 @@ def tessellate_scope(sites: pd.DataFrame, scope: str, units: gpd.GeoDataFrame, a
          "area_km2": clipped_area[owner]},
         geometry=gpd.GeoSeries(clipped[owner], crs=area_crs).to_crs(WGS84).values, crs=WGS84,
     )
-    codes = units["district_code"].to_numpy()
-    unique_pieces = pd.DataFrame({"poly": poly_index, "district_code": codes[unit_index], "area_km2": piece_area,
-                                  "density": units["density"].to_numpy()[unit_index]})
-
-    if method == "point_in_polygon":
-        unit_of_point = _containing_unit(shapely.points(unique_xy), tree, unit_geoms, codes)
-        unique_weights = pd.DataFrame({"poly": np.arange(len(unique_xy)), "district_code": unit_of_point,
-                                       "weight": 1.0})
-    else:
-        mass = unique_pieces["area_km2"] * (unique_pieces["density"] if weight_by_population else 1.0)
-        if weight_by_population:
-            # Uninhabited coverage (no population data): fall back to area so the site keeps weights.
-            total = mass.groupby(unique_pieces["poly"]).transform("sum")
-            mass = mass.where(total > 0, unique_pieces["area_km2"])
-        unique_weights = unique_pieces[["poly", "district_code"]].assign(weight=mass.values)
-        unique_weights = unique_weights[unique_weights["weight"] > 0]
-        unique_weights["weight"] /= unique_weights.groupby("poly")["weight"].transform("sum")
-        missing = np.setdiff1d(np.arange(len(unique_xy)), unique_weights["poly"].unique())
-        if len(missing):
-            nearest = _containing_unit(shapely.points(unique_xy[missing]), tree, unit_geoms, codes)
-            unique_weights = pd.concat([unique_weights, pd.DataFrame(
-                {"poly": missing, "district_code": nearest, "weight": 1.0})], ignore_index=True)
-
-    by_site = pd.DataFrame({"site_id": site_codes, "poly": owner})
-    weights = by_site.merge(unique_weights, on="poly").drop(columns="poly")
-    weights = weights.assign(scope=scope, method=method)[["site_id", "scope", "district_code", "weight", "method"]]
-    site_pieces = by_site.merge(unique_pieces[["poly", "district_code", "area_km2"]], on="poly").drop(columns="poly")
-    return Apportionment(coverage=coverage, weights=weights, pieces=site_pieces.assign(scope=scope))
+    unique_pieces = pd.DataFrame({"poly": poly_index, "district_code": units["district_code"].to_numpy()[unit_index],
+                                  "area_km2": piece_area})
+    site_pieces = pd.DataFrame({"site_id": site_codes, "poly": owner}).merge(unique_pieces, on="poly")
+    return Apportionment(coverage=coverage, pieces=site_pieces.drop(columns="poly").assign(scope=scope))
 
 
-def _containing_unit(points: np.ndarray, tree: shapely.STRtree, geoms: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def _containing_unit(points: np.ndarray, tree: shapely.STRtree, codes: np.ndarray) -> np.ndarray:
     """Code of the unit containing each point; on a border the lowest code; outside, the nearest."""
     result = np.empty(len(points), dtype=object)
     point_index, unit_index = tree.query(points, predicate="intersects")
@@ -451,9 +435,51 @@ def _containing_unit(points: np.ndarray, tree: shapely.STRtree, geoms: np.ndarra
     return result
 
 
+def district_weights(sites: pd.DataFrame, pieces: pd.DataFrame, units: gpd.GeoDataFrame, area_crs: str,
+                     method: str, weight_by_population: bool) -> pd.DataFrame:
+    """Per (site_id, scope) the share of its subscribers in each finest district; sums to 1.
+
+    ``sites``: site_id, scope, lon, lat (one row per site and scope, e.g. bts_coverage).
+    - voronoi_area: share of the clipped Voronoi area in each district (times population
+      density when ``weight_by_population``; area alone if the coverage has no population);
+    - point_in_polygon: weight 1 to the district containing the site (lowest code on a border).
+    A site with no land in its polygon, or outside every district, goes whole to the nearest one.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown weights method {method!r}")
+    columns = ["site_id", "scope", "district_code", "weight", "method"]
+    if len(sites) == 0:
+        return pd.DataFrame(columns=columns)
+    codes = units["district_code"].to_numpy()
+    tree = shapely.STRtree(units.geometry.values)
+    keys = sites[["site_id", "scope"]].reset_index(drop=True)
+    if method == "point_in_polygon":
+        xy = _project_points(sites["lon"].to_numpy(), sites["lat"].to_numpy(), area_crs)
+        weights = keys.assign(district_code=_containing_unit(shapely.points(xy), tree, codes), weight=1.0)
+    else:
+        weights = pieces[["site_id", "scope", "district_code", "area_km2"]].copy()
+        if weight_by_population:
+            density = dict(zip(units["district_code"], units["density"]))
+            mass = weights["area_km2"] * weights["district_code"].map(density).fillna(0.0)
+            total = mass.groupby([weights["site_id"], weights["scope"]]).transform("sum")
+            weights["weight"] = mass.where(total > 0, weights["area_km2"])
+        else:
+            weights["weight"] = weights["area_km2"]
+        weights = weights[weights["weight"] > 0].drop(columns="area_km2")
+        weights["weight"] = weights["weight"] / weights.groupby(["site_id", "scope"])["weight"].transform("sum")
+        missing = keys.merge(weights[["site_id", "scope"]].drop_duplicates(), how="left", indicator=True)
+        missing = sites.reset_index(drop=True)[(missing["_merge"] == "left_only").to_numpy()]
+        if len(missing):
+            xy = _project_points(missing["lon"].to_numpy(), missing["lat"].to_numpy(), area_crs)
+            nearest = missing[["site_id", "scope"]].assign(
+                district_code=_containing_unit(shapely.points(xy), tree, codes), weight=1.0)
+            weights = pd.concat([weights, nearest], ignore_index=True)
+    return weights.assign(method=method)[columns].reset_index(drop=True)
+
+
 def apportion(sites: pd.DataFrame, districts: gpd.GeoDataFrame, config: GeographyConfig,
               scopes: Iterable[str] | None = None) -> Apportionment:
-    """Coverage and weights for every operator's sites (scope = operator) and all together ('all')."""
+    """Coverage, pieces and weights for every operator's sites (scope = operator) and all together."""
     units = land_units(districts, config.area_crs)
     operators = sorted(sites["operator"].unique())
     wanted = list(scopes) if scopes is not None else [*operators, SCOPE_ALL]
@@ -461,18 +487,17 @@ def apportion(sites: pd.DataFrame, districts: gpd.GeoDataFrame, config: Geograph
     for scope in wanted:
         scope_sites = sites if scope == SCOPE_ALL else sites[sites["operator"] == scope]
         if len(scope_sites):
-            parts.append(tessellate_scope(scope_sites.reset_index(drop=True), scope, units, config.area_crs,
-                                          config.weights_method, config.weight_by_population))
-    if not parts:
-        empty = gpd.GeoDataFrame({"site_id": [], "scope": [], "lon": [], "lat": [], "area_km2": []},
-                                 geometry=gpd.GeoSeries([], crs=WGS84), crs=WGS84)
-        return Apportionment(empty, pd.DataFrame(columns=["site_id", "scope", "district_code", "weight", "method"]),
-                             pd.DataFrame(columns=["site_id", "district_code", "area_km2", "scope"]))
-    return Apportionment(
-        coverage=gpd.GeoDataFrame(pd.concat([p.coverage for p in parts], ignore_index=True), crs=WGS84),
-        weights=pd.concat([p.weights for p in parts], ignore_index=True),
-        pieces=pd.concat([p.pieces for p in parts], ignore_index=True),
-    )
+            parts.append(coverage_scope(scope_sites.reset_index(drop=True), scope, units, config.area_crs))
+    if parts:
+        coverage = gpd.GeoDataFrame(pd.concat([part.coverage for part in parts], ignore_index=True), crs=WGS84)
+        pieces = pd.concat([part.pieces for part in parts], ignore_index=True)
+    else:
+        coverage = gpd.GeoDataFrame({"site_id": [], "scope": [], "lon": [], "lat": [], "area_km2": []},
+                                    geometry=gpd.GeoSeries([], crs=WGS84), crs=WGS84)
+        pieces = pd.DataFrame(columns=["site_id", "district_code", "area_km2", "scope"])
+    weights = district_weights(coverage[["site_id", "scope", "lon", "lat"]], pieces, units, config.area_crs,
+                               config.weights_method, config.weight_by_population)
+    return Apportionment(coverage=coverage, pieces=pieces, weights=weights)
 
 
 # ---------------------------------------------------------------- helpers for other domains

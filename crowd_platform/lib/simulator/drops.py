@@ -62,8 +62,12 @@ def to_operator_layout(events: pl.DataFrame, contract: Contract) -> pl.DataFrame
     return events.select(expressions)
 
 
-def encode_drop(frame: pl.DataFrame, contract: Contract) -> bytes:
-    """Bytes of the data file: CSV (delimiter, header) or Parquet, then compression."""
+def encode_drop(frame: pl.DataFrame, contract: Contract, *, compresslevel: int = 6) -> bytes:
+    """Bytes of the data file: CSV (delimiter, header) or Parquet, then compression.
+
+    ``compresslevel`` (gzip only): the simulator uses 1, since 64-hex keys barely compress and
+    level 6 spends most of a large run in zlib.
+    """
     layout = contract.layout
     if layout.get("format") == "parquet":
         buffer = io.BytesIO()
@@ -73,7 +77,7 @@ def encode_drop(frame: pl.DataFrame, contract: Contract) -> bytes:
     payload = text.encode(layout.get("encoding", "utf-8"))
     if layout.get("compression") == "gzip":
         # mtime=0 keeps bytes deterministic for a given seed (same sha256 on a re-run).
-        payload = gzip.compress(payload, compresslevel=6, mtime=0)
+        payload = gzip.compress(payload, compresslevel=compresslevel, mtime=0)
     return payload
 
 
@@ -130,6 +134,7 @@ def write_drop(
     feed: str = "events",
     operator: str | None = None,
     write_manifest: bool = True,
+    compresslevel: int = 6,
 ) -> tuple[Path, Path]:
     """Write ``landing/<operator>/<file>`` then its manifest; return both paths.
 
@@ -138,7 +143,7 @@ def write_drop(
     """
     operator = operator or contract.operator or "unknown"
     frame = to_operator_layout(events, contract) if feed == "events" else events
-    payload = encode_drop(frame, contract)
+    payload = encode_drop(frame, contract, compresslevel=compresslevel)
     file_name = drop_file_name(operator, feed, window_start, delivery, contract)
     data_path = landing / operator / file_name
     _atomic_write(data_path, payload)

@@ -73,20 +73,30 @@ def default_gatherings(windows: list[datetime], subscribers: int, seed: int) -> 
         by_day.setdefault(window.date(), []).append(window)
     days = sorted(by_day)
     candidate_days = days[1:] or days
-    gatherings = []
-    used: list[date] = []
-    for number, site in enumerate(DEFAULT_SITES, start=1):
-        preferred = [day for day in candidate_days if site["weekday"] is None or (datetime.combine(day, datetime.min.time()) + timedelta(hours=site["local_start_h"])).weekday() == site["weekday"]]
-        pool = [day for day in (preferred or candidate_days) if day not in used] or (preferred or candidate_days)
-        day = pool[int(rng.integers(0, len(pool)))]
-        used.append(day)
+    chosen_days: list[date] = []
+    for site in DEFAULT_SITES:
+        preferred = [day for day in candidate_days if site["weekday"] is None or day.weekday() == site["weekday"]]
+        pool = [day for day in (preferred or candidate_days) if day not in chosen_days] or (preferred or candidate_days)
+        chosen_days.append(pool[int(rng.integers(0, len(pool)))])
+    gatherings: list[dict[str, Any]] = []
+    placed: list[tuple[datetime, datetime]] = []
+    for number, (site, day) in enumerate(zip(DEFAULT_SITES, chosen_days), start=1):
         day_windows = by_day[day]
         first, last_end = day_windows[0], day_windows[-1] + WINDOW
-        duration = timedelta(hours=site["hours"])
-        start = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=site["local_start_h"]) - LOCAL_OFFSET
-        if start < first or start + duration > last_end:
-            duration = min(duration, last_end - first)
-            start = min(max(start, first), last_end - duration)
+        # Gatherings sharing a day share its simulated hours instead of piling up at once.
+        sharing = chosen_days.count(day)
+        duration = min(timedelta(hours=site["hours"]), max(WINDOW, (last_end - first) / sharing))
+        duration = timedelta(minutes=15 * int(duration / WINDOW))
+        preferred_start = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=site["local_start_h"]) - LOCAL_OFFSET
+        candidates = [preferred_start] + [window for window in day_windows if window + duration <= last_end]
+        start = candidates[-1]
+        for candidate in candidates:
+            fits = first <= candidate and candidate + duration <= last_end
+            free = all(candidate >= end or candidate + duration <= begin for begin, end in placed)
+            if fits and free:
+                start = candidate
+                break
+        placed.append((start, start + duration))
         share = rng.uniform(*DEFAULT_SHARE_RANGE)
         extra = max(int(round(subscribers * share)), min(DEFAULT_MIN_SUBSCRIBERS, subscribers // 5))
         gatherings.append(
@@ -124,7 +134,7 @@ def resolve_gatherings(
     """
     kelurahan = world.kelurahan
     sampling_fraction = subscribers.count / world.total_population
-    resolved = []
+    resolved: list[ActiveGathering] = []
     for number, spec in enumerate(specs, start=1):
         if "lon" in spec and "lat" in spec:
             lon, lat = float(spec["lon"]), float(spec["lat"])
@@ -149,17 +159,23 @@ def resolve_gatherings(
         place = np.array([x, y])
         # Participants come from the surrounding area: a random draw among the 3x nearest homes.
         distance = np.hypot(subscribers.home_xy[:, 0] - x, subscribers.home_xy[:, 1] - y)
-        nearest = np.argsort(distance, kind="stable")[: min(subscribers.count, 3 * extra)]
+        # Nobody is at two gatherings at once: people busy at an overlapping one are not eligible.
+        busy = np.zeros(subscribers.count, dtype=bool)
+        for other in resolved:
+            if other.start < end and other.end > start:
+                busy[other.participants] = True
+        distance = np.where(busy, np.inf, distance)
+        extra = min(extra, int((~busy).sum()))
+        nearest = np.argsort(distance, kind="stable")[: min(int((~busy).sum()), 3 * extra)]
         rng = np.random.default_rng([seed, 4, number])
         participants = np.sort(rng.choice(nearest, size=extra, replace=False))
-        by_operator: dict[str, int] = {}
-        people = 0.0
-        for code, operator in enumerate(subscribers.operators):
-            on_operator = int((subscribers.operator_of[participants] == code).sum())
-            by_operator[operator] = on_operator
-            share = world.market_share[operator]
-            if share > 0:
-                people += on_operator / (share * sampling_fraction)
+        by_operator = {
+            operator: int((subscribers.operator_of[participants] == code).sum())
+            for code, operator in enumerate(subscribers.operators)
+        }
+        # Every operator's count / (share x sampling fraction) estimates the same crowd; over all
+        # operators (shares sum to 1) that is extra / sampling fraction.
+        people = extra / sampling_fraction
         record = {
             "id": str(spec.get("id") or f"g{number}"),
             "site": spec.get("site"),

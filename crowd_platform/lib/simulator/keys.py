@@ -1,8 +1,9 @@
-"""Synthetic MSISDNs and the operators' pseudonymization (HMAC-SHA256 under a daily key).
+"""Synthetic MSISDNs and the operators' daily HMAC keys.
 
-The same :func:`pseudonymize` is used by the operator-side tool (``crowd-platform
-pseudonymize``) and by the simulator, so a drop made by either is indistinguishable. Keys
-and MSISDNs live only in memory here: nothing in this module writes to disk or logs.
+Keys and MSISDNs live in memory only: nothing here writes them anywhere. The daily key of an
+operator is derived from the seed, so a re-run with the same seed gives the same digests.
+The operator-side tool (``crowd-platform pseudonymize``) uses the same normalisation and HMAC,
+so a drop made by either is indistinguishable.
 """
 
 from __future__ import annotations
@@ -13,79 +14,75 @@ import re
 from datetime import date
 
 import numpy as np
-import polars as pl
 
-# Real mobile prefixes per operator (national format without the leading 0), so synthetic
-# numbers look like the operator's own. Operators not listed get a prefix from 08x9x.
-MOBILE_PREFIXES: dict[str, tuple[str, ...]] = {
-    "telkomsel": ("811", "812", "813", "821", "822", "852", "853"),
+# Real Indonesian mobile prefixes (after the 62 country code) per operator, so a raw-MSISDN
+# fault looks like the real thing. Operators not listed get the Axis range.
+MSISDN_PREFIXES: dict[str, tuple[str, ...]] = {
+    "telkomsel": ("811", "812", "813", "821", "822", "823", "851", "852", "853"),
     "indosat": ("814", "815", "816", "855", "856", "857", "858"),
     "xl": ("817", "818", "819", "859", "877", "878"),
     "tri": ("895", "896", "897", "898", "899"),
     "smartfren": ("881", "882", "883", "884", "885", "886", "887", "888", "889"),
 }
-_SUBSCRIBER_DIGITS = 8
-_NUMBER_SPACE = 10**_SUBSCRIBER_DIGITS
+_FALLBACK_PREFIXES = ("831", "832", "833", "838")
+# Short operator names used in key ids ("tsel-20200327", as in DESIGN.md section 6).
+KEY_ID_PREFIX = {"telkomsel": "tsel", "indosat": "isat", "xl": "xl", "tri": "tri", "smartfren": "fren"}
+
+# Odd and not a multiple of 5, so i -> i * _BODY_MULTIPLIER mod 10^8 is a bijection: distinct
+# subscribers on one prefix never share a number.
+_BODY_MULTIPLIER = 73_939_133
+_BODY_MODULUS = 10**8
 _SEPARATORS = re.compile(r"[\s\-().]")
-_MSISDN = re.compile(r"^628[0-9]{7,12}$")
+_NORMALISED = re.compile(r"628[0-9]{7,12}")
 
 
 def key_id(operator: str, day: date) -> str:
-    """Manifest ``pseudonymization.key_id``: which daily key was used (never the key)."""
-    return f"{operator[:4]}-{day:%Y%m%d}"
+    return f"{KEY_ID_PREFIX.get(operator, operator[:4])}-{day:%Y%m%d}"
 
 
 def daily_key(seed: int, operator: str, day: date) -> bytes:
-    """The operator's HMAC key for one UTC day, derived from the run seed (rotates daily)."""
-    root = hashlib.sha256(f"crowd-platform-simulator/{seed}".encode()).digest()
-    return hmac.new(root, f"{operator}/{day.isoformat()}".encode(), hashlib.sha256).digest()
+    """The operator's HMAC key for one UTC day, derived from the seed (never stored)."""
+    master = hashlib.sha256(f"crowd-platform-simulator/{seed}".encode()).digest()
+    return hmac.digest(master, f"{operator}/{day.isoformat()}".encode(), "sha256")
 
 
-def normalize_msisdn(value: str) -> str:
-    """+62 812-3456-7890, 0812..., 62812... -> 628123456789 (international digits only)."""
-    digits = _SEPARATORS.sub("", str(value))
+def msisdns(indices: np.ndarray, operators: list[str], operator_of: np.ndarray, seed: int) -> np.ndarray:
+    """Normalised MSISDNs ("628..." without '+') for subscriber indices; unique per subscriber."""
+    offset = int.from_bytes(hashlib.sha256(f"msisdn/{seed}".encode()).digest()[:4], "big")
+    bodies = (indices.astype(np.int64) * _BODY_MULTIPLIER + offset) % _BODY_MODULUS
+    result = np.empty(len(indices), dtype=object)
+    for code, operator in enumerate(operators):
+        mask = operator_of[indices] == code
+        prefixes = MSISDN_PREFIXES.get(operator, _FALLBACK_PREFIXES)
+        chosen = np.asarray(prefixes)[indices[mask] % len(prefixes)]
+        result[mask] = [f"62{prefix}{body:08d}" for prefix, body in zip(chosen, bodies[mask])]
+    return result
+
+
+def normalise_msisdn(raw: str) -> str:
+    """'+62 812-3456-7890', '0812...' and '62812...' all become '62812...'; else ValueError.
+
+    The error message never repeats the input: it may be a phone number.
+    """
+    digits = _SEPARATORS.sub("", str(raw).strip())
     if digits.startswith("+"):
         digits = digits[1:]
     if digits.startswith("0"):
         digits = "62" + digits[1:]
-    if not _MSISDN.match(digits):
-        raise ValueError("value is not an Indonesian mobile number")
+    if not _NORMALISED.fullmatch(digits):
+        raise ValueError("not an Indonesian mobile number")
     return digits
 
 
-def pseudonymize(msisdn: str, key: bytes) -> str:
-    """HMAC-SHA256 of the normalised MSISDN: 64 lowercase hex."""
-    return hmac.new(key, normalize_msisdn(msisdn).encode(), hashlib.sha256).hexdigest()
+def pseudonymize(key: bytes, normalised_msisdn: str) -> str:
+    """64 lowercase hex: HMAC-SHA256 of a normalised MSISDN under the key."""
+    return hmac.new(key, normalised_msisdn.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def _prefixes(operator: str) -> tuple[str, ...]:
-    if operator in MOBILE_PREFIXES:
-        return MOBILE_PREFIXES[operator]
-    spread = int(hashlib.sha256(operator.encode()).hexdigest(), 16)
-    return (f"8{spread % 10}9",)
+def digests_for(key: bytes, numbers: np.ndarray) -> np.ndarray:
+    """Digests of many normalised MSISDNs as a (n, 32) uint8 array.
 
-
-def msisdns(operator: str, local_index: np.ndarray, seed: int) -> list[str]:
-    """Synthetic MSISDNs (62 8xx xxxxxxxx) for an operator's subscribers, unique per index.
-
-    An affine map with a multiplier coprime to 10^8 scatters consecutive indices over the
-    number space without collisions (for fewer than 10^8 subscribers per prefix).
+    Not numpy's "S32": it strips trailing zero bytes, which would shorten one key in 256.
     """
-    prefixes = _prefixes(operator)
-    mixer = np.random.default_rng([seed, 7, sum(operator.encode())])
-    multiplier = int(mixer.integers(1, _NUMBER_SPACE // 10)) * 10 + 3  # ends in 3: coprime to 2 and 5
-    offset = int(mixer.integers(0, _NUMBER_SPACE))
-    index = np.asarray(local_index, dtype=np.int64)
-    prefix_index = index % len(prefixes)
-    numbers = ((index // len(prefixes)) * multiplier + offset) % _NUMBER_SPACE
-    return [f"62{prefixes[p]}{n:08d}" for p, n in zip(prefix_index.tolist(), numbers.tolist())]
-
-
-def subscriber_keys(operator: str, local_index: np.ndarray, seed: int, day: date) -> pl.Series:
-    """Pseudonymized keys of an operator's subscribers for one day (row i <-> local_index[i])."""
-    key = daily_key(seed, operator, day)
-    digest = hmac.new
-    sha256 = hashlib.sha256
-    # Numbers are generated already normalised, so skip normalize_msisdn in this hot loop.
-    values = [digest(key, number.encode(), sha256).hexdigest() for number in msisdns(operator, local_index, seed)]
-    return pl.Series("subscriber_key", values, dtype=pl.Utf8)
+    joined = b"".join(hmac.digest(key, number.encode("ascii"), "sha256") for number in numbers)
+    return np.frombuffer(joined, dtype=np.uint8).reshape(len(numbers), 32)

@@ -1,0 +1,56 @@
+"""`crowd-platform retention [--as-of TIME] [--dry-run]`: delete what is past retention."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timezone
+
+from crowd_platform.cli import CliError
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"not an ISO time: {value!r} (e.g. 2020-04-01T02:00:00Z)") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def add_actor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--purpose", help="purpose recorded in the audit log (default: settings emergency.purpose)")
+    parser.add_argument("--actor", help="who runs this (default: $CROWD_ACTOR or the OS user)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from crowd_platform.lib.retention import apply_retention, outcome_summary
+    from crowd_platform.lib.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    outcome = apply_retention(settings, parse_time(args.as_of), dry_run=args.dry_run, actor=args.actor,
+                              purpose=args.purpose, progress=print)
+    summary = outcome_summary(outcome)
+    if args.dry_run:
+        for deletion in outcome.deletions:
+            described = deletion.describe()
+            print(f"  would delete {described['kind']} {described['object_id']} "
+                  f"({described['rows'] if described['rows'] is not None else '-'} rows, {described['bytes']} bytes) "
+                  f"under {described['policy']} [{described['period']}]")
+    print(json.dumps(summary, indent=1, sort_keys=True, default=str))
+    return 1 if outcome.failed else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "retention",
+        help="delete data past its contract retention, with deletion certificates",
+        description="Delete raw drops, lake partitions, quarantine, staging leftovers and warehouse rows past the "
+                    "retention declared in data_contracts/, compact the warehouse, and write certificates.",
+    )
+    parser.add_argument("--as-of", help="reference time (ISO, UTC; default now), e.g. to replay the demo's clock")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    add_actor_arguments(parser)
+    parser.set_defaults(handler=run)

@@ -1,0 +1,105 @@
+"""The alert rule and state machine, without Dagster or a warehouse."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from crowd_platform.lib.alerting import (
+    AlertRules, Observation, WindowInput, alert_id_for, load_rules, run_windows, score,
+)
+from crowd_platform.lib.settings import PROJECT_ROOT
+
+RULES = load_rules(PROJECT_ROOT / "config" / "alert_rules.yaml")
+T0 = datetime(2020, 3, 23, 3, 0, tzinfo=timezone.utc)
+KEY = ("kelurahan", "K1")
+
+
+def windows_for(values: list[float], median: float = 2000.0, mad: float = 100.0) -> list[WindowInput]:
+    return [WindowInput(T0 + timedelta(minutes=15 * index), True, {KEY: Observation(value, median, mad, (f"d{index}",))})
+            for index, value in enumerate(values)]
+
+
+def transitions_of(values: list[float], rules: AlertRules = RULES) -> list[tuple[int, str, int]]:
+    _, transitions = run_windows({}, windows_for(values), rules)
+    return [(int((t.window_start - T0) / timedelta(minutes=15)), t.transition, t.severity) for t in transitions]
+
+
+def test_rules_file_defaults_match_the_literature():
+    assert RULES.robust_z_min == 3.0 and RULES.ratio_min == 1.5
+    assert RULES.min_consecutive == 2 and RULES.close_after == 2 and RULES.cooldown == 4
+    assert RULES.min_excess_for("kelurahan") == 1000 and RULES.min_excess_for("unknown-level") == 1000
+
+
+def test_score_uses_robust_z_ratio_and_excess():
+    crowd = score(Observation(3500, 2000, 100), "kelurahan", RULES)
+    assert crowd.robust_z == pytest.approx(1500 / (1.4826 * 100))
+    assert crowd.ratio == pytest.approx(1.75) and crowd.excess == 1500
+    assert crowd.condition and crowd.severity == 1
+    assert score(Observation(4500, 2000, 100), "kelurahan", RULES).severity == 2
+    assert score(Observation(7000, 2000, 100), "kelurahan", RULES).severity == 3
+    # High z and ratio but too few extra people for a kelurahan: no condition.
+    small = score(Observation(900, 200, 10), "kelurahan", RULES)
+    assert small.ratio > 4 and small.robust_z > 3 and not small.condition
+
+
+def test_zero_mad_is_floored():
+    flat = score(Observation(2150, 2000, 0), "kelurahan", RULES)
+    # spread = max(0, 5% of 2000, 1) = 100, not 0 (which would make z infinite)
+    assert flat.robust_z == pytest.approx(150 / (1.4826 * 100))
+    assert not flat.condition
+
+
+def test_single_window_spike_does_not_open():
+    assert transitions_of([2000, 3500, 2000, 2000]) == []
+
+
+def test_opens_after_two_consecutive_windows():
+    assert transitions_of([2000, 3500, 3500]) == [(2, "opened", 1)]
+    _, transitions = run_windows({}, windows_for([3500, 3500]), RULES)
+    assert transitions[0].alert_id == alert_id_for("kelurahan", "K1", T0 + timedelta(minutes=15))
+
+
+def test_escalates_when_severity_band_rises_and_never_deescalates():
+    assert transitions_of([3500, 3500, 4500, 7000, 3500]) == [
+        (1, "opened", 1), (2, "escalated", 2), (3, "escalated", 3)]
+
+
+def test_hysteresis_closes_only_after_two_quiet_windows():
+    assert transitions_of([3500, 3500, 2000, 3500, 2000, 2000, 2000]) == [(1, "opened", 1), (5, "closed", 1)]
+
+
+def test_cooldown_blocks_the_same_place_for_four_windows():
+    values = [3500, 3500, 2000, 2000] + [3500] * 8
+    result = transitions_of(values)
+    # closed at window 3; windows 4..7 are cooled down; the streak since 4 opens at 8.
+    assert result == [(1, "opened", 1), (3, "closed", 1), (8, "opened", 1)]
+
+
+def test_state_carries_over_windows_without_baseline():
+    inputs = windows_for([3500, 3500, 2000])
+    gap = WindowInput(inputs[1].window_start + timedelta(minutes=15), False, {})
+    inputs = inputs[:2] + [gap] + [WindowInput(gap.window_start + timedelta(minutes=15), True, inputs[2].observations)]
+    snapshots, transitions = run_windows({}, inputs, RULES)
+    assert [t.transition for t in transitions] == ["opened"]
+    assert snapshots[2] == snapshots[1]  # unchanged across the unevaluated window
+    assert snapshots[3][KEY].quiet == 1
+
+
+def test_split_runs_equal_one_run():
+    values = [3500, 3500, 4500, 2000, 2000, 3500, 3500, 3500, 3500, 3500, 3500, 2000]
+    whole, whole_transitions = run_windows({}, windows_for(values), RULES)
+    state, pieces = {}, []
+    for single in windows_for(values):
+        snapshots, transitions = run_windows(state, [single], RULES)
+        state = snapshots[-1]
+        pieces.extend(transitions)
+    assert pieces == whole_transitions and state == whole[-1]
+
+
+def test_opening_evidence_and_drops_cover_the_streak():
+    snapshots, _ = run_windows({}, windows_for([3500, 3600]), RULES)
+    opened = snapshots[-1][KEY]
+    assert opened.alert_windows == 2 and opened.evidence.observed == 3600
+    assert opened.drop_ids == ("d0", "d1")

@@ -1,0 +1,49 @@
+"""Auditor HTML report: self-contained, every section present, counts k-anonymised."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from crowd_platform.cli import main
+from crowd_platform.lib.settings import get_settings
+from crowd_platform.lib.warehouse import connect
+
+
+def test_report_sections_and_k_anonymity(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CROWD_HOME", str(tmp_path / "home"))
+    settings = get_settings()
+    settings.ensure_dirs()
+    start = datetime(2020, 3, 31, tzinfo=timezone.utc)
+    with connect(settings.warehouse_path) as con:
+        # telkomsel 40 drops, xl 20, tri 3 (at or below k=15: must be hidden).
+        for operator, count in (("telkomsel", 40), ("xl", 20), ("tri", 3)):
+            for number in range(count):
+                window = start + timedelta(minutes=15 * number)
+                con.execute("INSERT INTO drops (drop_id, operator, feed, window_start, window_end, status) "
+                            "VALUES (?, ?, 'events', ?, ?, 'accepted')",
+                            [f"{operator}-{number}", operator, window, window + timedelta(minutes=15)])
+                con.execute("INSERT INTO check_results VALUES (?, 'not_empty', 'duckdb', true, 1, 0, [], NULL, ?, NULL)",
+                            [f"{operator}-{number}", window])
+        con.execute("INSERT INTO crowd_alerts (alert_id, level, place_id, state, severity, opened_window, last_window, "
+                    "observed, ratio, drop_ids) VALUES ('alert-9', 'kelurahan', '3171', 'open', 1, ?, ?, 7, 2.5, ['xl-1'])",
+                    [start, start])
+        con.execute("INSERT INTO deletion_certificates VALUES ('cert-9', 'raw_drop', 'xl-1', ?, NULL, NULL, 10, ?, "
+                    "'xl-events#retention:events.subscriber_key', '24h', ?, 'unlink+fsync(dir)', 'verified: absent', 't', NULL)",
+                    [start, "d" * 64, start + timedelta(days=1)])
+    out = tmp_path / "report.html"
+    assert main(["audit", "report", "--from", "2020-03-31", "--to", "2020-04-01", "--out", str(out)]) == 0
+    assert "report written" in capsys.readouterr().out
+    document = out.read_text(encoding="utf-8")
+    for heading in ("Drops received", "Checks run", "Alerts and their evidence", "Broadcast requests",
+                    "Deletions and their certificates", "Audit chain verification"):
+        assert heading in document
+    assert "<script" not in document and "http://" not in document and "https://" not in document
+    row = re.search(r"<td>telkomsel</td><td>(\w+)</td>", document)
+    assert row and row.group(1) == "40"
+    assert re.search(r"<td>tri</td><td>≤15</td>", document)
+    # tri is hidden, so the next smallest (xl) is hidden too: the total of drops cannot reveal tri.
+    assert re.search(r"<td>xl</td><td>hidden\*</td>", document)
+    assert "<td>≤15</td>" in document  # the alert's 7 observed people
+    assert "cert-9" in document and "OK: 0 records" in document
+    assert main(["audit", "report", "--from", "2020-04-02", "--to", "2020-04-01"]) == 2

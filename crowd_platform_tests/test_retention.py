@@ -1,0 +1,156 @@
+"""Retention deletes expired drops, lake partitions, quarantine and warehouse rows, with
+certificates, and leaves no byte of them anywhere under CROWD_HOME (the DuckDB file and WAL
+included)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from crowd_platform.lib.audit_verify import verify_chain
+from crowd_platform.lib.contracts import operator_contracts
+from crowd_platform.lib.privacy_scan import scan_for_subscriber_values
+from crowd_platform.lib.retention import apply_retention, load_policy
+from crowd_platform.lib.settings import get_settings
+from crowd_platform.lib.simulator.drops import write_drop
+from crowd_platform.lib.warehouse import connect, fetch_dicts
+
+KNOWN_KEY = hashlib.sha256(b"known subscriber for the retention test").hexdigest()
+MARKER = "RETENTION-MARKER-" + hashlib.sha256(b"marker").hexdigest()[:24]
+OLD_WINDOW = datetime(2020, 3, 30, 1, 0, tzinfo=timezone.utc)
+NEW_WINDOW = datetime(2020, 3, 31, 1, 0, tzinfo=timezone.utc)
+
+
+def _events(window_start: datetime, keys: list[str]) -> pl.DataFrame:
+    return pl.DataFrame({
+        "subscriber_key": keys,
+        "cell_id": [f"510-10-41004-{1000 + i}" for i in range(len(keys))],
+        "event_time": [window_start + timedelta(seconds=30 + i) for i in range(len(keys))],
+        "event_type": ["data"] * len(keys),
+    }).with_columns(pl.col("event_time").dt.replace_time_zone("UTC"))
+
+
+def ingest_like(settings, drop_id: str, window_start: datetime, keys: list[str], status: str = "accepted") -> None:
+    """What ingestion leaves behind for one drop: raw copy + manifest, lake Parquet, drops row."""
+    contract = operator_contracts(settings.contracts_dir)["telkomsel"]
+    events = _events(window_start, keys)
+    data_path, manifest_path = write_drop(settings.landing, contract, events, window_start=window_start,
+                                          window_end=window_start + timedelta(minutes=15))
+    sha = hashlib.sha256(data_path.read_bytes()).hexdigest()
+    raw = settings.raw / f"{sha}.csv.gz"
+    shutil.copy(data_path, raw)
+    shutil.copy(manifest_path, settings.raw / f"{sha}.csv.gz.manifest.json")
+    data_path.unlink()
+    manifest_path.unlink()
+    lake = settings.events_lake / f"date={window_start:%Y-%m-%d}" / f"window={window_start:%H%M}" / "operator=telkomsel" / f"{drop_id}.parquet"
+    quarantine = None
+    if status == "quarantined":
+        quarantine = settings.quarantine / drop_id
+        quarantine.mkdir(parents=True)
+        shutil.move(raw, quarantine / raw.name)
+        shutil.move(settings.raw / f"{sha}.csv.gz.manifest.json", quarantine / "manifest.json")
+        (quarantine / "report.json").write_text('{"reasons": ["subscriber_key_is_hmac_digest"]}')
+        raw, lake = None, None
+    else:
+        lake.parent.mkdir(parents=True, exist_ok=True)
+        events.write_parquet(lake)
+    with connect(settings.warehouse_path) as con:
+        con.execute(
+            "INSERT INTO drops (drop_id, operator, feed, sha256, window_start, window_end, status, raw_path, lake_path, "
+            "quarantine_path, contract_id, contract_version) VALUES (?, 'telkomsel', 'events', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [drop_id, sha, window_start, window_start + timedelta(minutes=15), status,
+             str(raw.relative_to(settings.home)) if raw else None, str(lake) if lake else None,
+             str(quarantine) if quarantine else None, contract.contract_id, contract.version],
+        )
+
+
+def _presence(settings, window_start: datetime, place_ids: list[str]) -> None:
+    with connect(settings.warehouse_path) as con:
+        con.executemany("INSERT INTO bts_presence VALUES (?, 'telkomsel', 'cell', ?, 20, 'last', 'run-1')",
+                        [[window_start, place] for place in place_ids])
+        con.execute("CHECKPOINT")
+
+
+@pytest.fixture()
+def settings(tmp_path):
+    settings = get_settings(tmp_path / "home")
+    settings.ensure_dirs()
+    return settings
+
+
+def test_policy_comes_from_contracts(settings):
+    policy = load_policy(settings)
+    assert policy.drop_rule("telkomsel").contract_id == "telkomsel-events"
+    assert policy.drop_rule("telkomsel").hours == 24
+    assert policy.rule("quarantine").hours == 7 * 24
+    tables = {t.table: t for t in policy.tables}
+    assert tables["bts_presence"].rule.hours == 8 * 168
+    assert tables["audit_log"].rule.hours == 2 * 365 * 24
+    assert tables["deletion_certificates"].keep_at_sunset
+
+
+def test_deleted_means_gone(settings):
+    other_keys = [hashlib.sha256(f"other-{i}".encode()).hexdigest() for i in range(40)]
+    ingest_like(settings, "drop-old", OLD_WINDOW, [KNOWN_KEY, *other_keys[:20]])
+    ingest_like(settings, "drop-new", NEW_WINDOW, other_keys[20:])
+    ingest_like(settings, "drop-bad", OLD_WINDOW, other_keys[:5], status="quarantined")
+    # Same row group holds expired (marker) and retained rows: a partial delete, the hard case.
+    eight_weeks_ago = NEW_WINDOW - timedelta(weeks=9)
+    _presence(settings, eight_weeks_ago, [MARKER, "510-10-1-1"])
+    _presence(settings, NEW_WINDOW, [f"510-10-1-{i}" for i in range(2, 300)])
+    home = settings.home
+    before = scan_for_subscriber_values([home], [KNOWN_KEY, MARKER])
+    assert {hit.needle_index for hit in before} == {0, 1}, "both values must be findable before retention"
+    assert any(Path(hit.path).name == "warehouse.duckdb" for hit in before if hit.needle_index == 1)
+
+    as_of = NEW_WINDOW + timedelta(hours=2)  # old window > 24 h ago, new one not
+    dry = apply_retention(settings, as_of, dry_run=True)
+    assert {d.object_kind for d in dry.deletions} == {"raw_drop", "lake_partition", "warehouse_rows"}
+    assert scan_for_subscriber_values([home], [KNOWN_KEY]), "dry run deletes nothing"
+
+    outcome = apply_retention(settings, as_of, actor="test-dpo", purpose="retention-test")
+    assert not outcome.failed
+    assert outcome.compaction and outcome.compaction["seconds"] >= 0
+    assert scan_for_subscriber_values([home], [KNOWN_KEY, MARKER]) == []
+
+    with connect(settings.warehouse_path, read_only=True) as con:
+        statuses = dict(con.execute("SELECT drop_id, status FROM drops").fetchall())
+        certificates = fetch_dicts(con, "SELECT * FROM deletion_certificates ORDER BY object_kind")
+        remaining = con.execute("SELECT count(*) FROM bts_presence").fetchone()[0]
+        assert verify_chain(con, settings.witness).ok
+        actions = [row[0] for row in con.execute("SELECT action FROM audit_log ORDER BY seq").fetchall()]
+    assert statuses == {"drop-old": "deleted", "drop-new": "accepted", "drop-bad": "quarantined"}
+    assert remaining == 298
+    kinds = {(c["object_kind"], c["object_id"]) for c in certificates}
+    assert ("raw_drop", "drop-old") in kinds and ("lake_partition", "drop-old") in kinds
+    assert ("warehouse_rows", f"bts_presence/{eight_weeks_ago:%Y-%m-%d}") in kinds
+    for certificate in certificates:
+        assert certificate["verification"].startswith("verified"), certificate["verification"]
+        assert certificate["content_sha256"] and len(certificate["content_sha256"]) == 64
+        assert certificate["actor"] == "test-dpo"
+    lake_cert = next(c for c in certificates if c["object_kind"] == "lake_partition")
+    assert lake_cert["rows"] == 21 and lake_cert["policy"] == "telkomsel-events#retention:events.subscriber_key"
+    assert "sampled keys not found" in lake_cert["verification"]
+    rows_cert = next(c for c in certificates if c["object_kind"] == "warehouse_rows")
+    assert rows_cert["rows"] == 2 and rows_cert["retention_period"] == "8w"
+    assert actions.count("retention.deleted") == len(certificates) and actions[-1] == "retention.completed"
+
+    # A week later the quarantined drop expires too; the new drop has long expired as well.
+    later = apply_retention(settings, OLD_WINDOW + timedelta(days=8))
+    assert {(d.object_kind, d.object_id) for d in later.deletions} >= {("quarantine", "drop-bad"), ("raw_drop", "drop-new")}
+    assert not (settings.quarantine / "drop-bad").exists()
+    assert not list(settings.raw.iterdir())
+    assert not [p for p in settings.events_lake.rglob("*") if p.is_file()]
+
+
+def test_retention_is_idempotent(settings):
+    ingest_like(settings, "drop-old", OLD_WINDOW, [KNOWN_KEY])
+    first = apply_retention(settings, NEW_WINDOW + timedelta(days=1))
+    second = apply_retention(settings, NEW_WINDOW + timedelta(days=1))
+    assert len(first.deletions) == 2 and second.deletions == []
+    assert second.compaction is None

@@ -1,0 +1,1 @@
+DELETE FROM density_baseline WHERE day = CAST($day AS DATE)
