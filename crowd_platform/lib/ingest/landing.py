@@ -89,6 +89,8 @@ def scan_landing(
         return result
     with os.scandir(landing) as operators:
         operator_entries = sorted(operators, key=lambda entry: entry.name)
+    folders: dict[str, dict[str, os.DirEntry]] = {}
+    candidates: list[tuple[int, str, str, str]] = []  # (mtime_ns, operator_dir, name, key)
     for operator_entry in operator_entries:
         operator_dir = operator_entry.name
         if operator_entry.is_symlink():
@@ -98,57 +100,66 @@ def scan_landing(
             continue
         with os.scandir(operator_entry.path) as files:
             entries = {entry.name: entry for entry in files if not entry.name.startswith(".")}
-        known_operator = is_utf8(operator_dir) and contract_for(contracts_dir, operator_dir, "events") is not None
-        referenced: set[str] = set()
-        for name in sorted(entries):
-            entry = entries[name]
+        folders[operator_dir] = entries
+        for name, entry in entries.items():
             if not name.endswith(MANIFEST_SUFFIX) or not is_utf8(name) or entry.is_symlink():
                 continue
             result.manifests_seen += 1
-            key = entry_key(operator_dir, name, entry.stat(follow_symlinks=False).st_mtime_ns)
+            mtime_ns = entry.stat(follow_symlinks=False).st_mtime_ns
+            key = entry_key(operator_dir, name, mtime_ns)
             result.keys_present.add(key)
-            referenced.add(name)
-            if key in skip_keys:
-                continue
-            if max_manifests is not None and result.manifests_read >= max_manifests:
-                continue
-            result.manifests_read += 1
-            if not known_operator:
-                result.unroutable.append(UnroutableEntry(operator_dir, _with_data_file(name, entries), "no data contract for this operator folder"))
-                referenced.update(_with_data_file(name, entries))
-                continue
-            payload = Path(entry.path).read_bytes()
-            try:
-                manifest = parse_manifest_bytes(payload, folder_operator=operator_dir, window_minutes=window_minutes)
-            except ManifestError as error:
-                result.unroutable.append(UnroutableEntry(operator_dir, _with_data_file(name, entries), str(error)))
-                referenced.update(_with_data_file(name, entries))
-                continue
-            data_entry = entries.get(manifest.file)
-            referenced.add(manifest.file)
-            if data_entry is not None and data_entry.is_symlink():
-                result.unroutable.append(UnroutableEntry(operator_dir, [name, manifest.file], "data file is a symlink"))
-                continue
-            if partition_range and not partition_range[0] <= manifest.window_start < partition_range[1]:
-                result.unroutable.append(UnroutableEntry(operator_dir, [name] + ([manifest.file] if data_entry else []), "window outside the emergency period"))
-                continue
-            if window_range and not window_range[0] <= manifest.window_start < window_range[1]:
-                continue
-            result.routable.append(RoutableDrop(operator_dir, name, manifest, hashlib.sha256(payload).hexdigest(), key))
-        # Entries no manifest can ever route: symlinks and names that are not UTF-8.
+            if key not in skip_keys:
+                candidates.append((mtime_ns, operator_dir, name, key))
+    # Oldest first across all operators: a page holds whole windows as they arrived.
+    candidates.sort()
+    if max_manifests is not None:
+        candidates = candidates[:max_manifests]
+    referenced: dict[str, set[str]] = {operator_dir: set() for operator_dir in folders}
+    for operator_dir, entries in folders.items():
+        # Every manifest (read this tick or not) and its data file are someone's: not orphans.
+        for name in entries:
+            if name.endswith(MANIFEST_SUFFIX) and is_utf8(name) and not entries[name].is_symlink():
+                referenced[operator_dir].update(_with_data_file(name, entries))
+    known: dict[str, bool] = {}
+    for _mtime, operator_dir, name, key in candidates:
+        entries = folders[operator_dir]
+        if operator_dir not in known:
+            known[operator_dir] = is_utf8(operator_dir) and contract_for(contracts_dir, operator_dir, "events") is not None
+        result.manifests_read += 1
+        if not known[operator_dir]:
+            result.unroutable.append(UnroutableEntry(operator_dir, _with_data_file(name, entries), "no data contract for this operator folder"))
+            continue
+        try:
+            payload = Path(entries[name].path).read_bytes()
+        except FileNotFoundError:
+            continue  # taken by a run meanwhile
+        try:
+            manifest = parse_manifest_bytes(payload, folder_operator=operator_dir, window_minutes=window_minutes)
+        except ManifestError as error:
+            result.unroutable.append(UnroutableEntry(operator_dir, _with_data_file(name, entries), str(error)))
+            continue
+        data_entry = entries.get(manifest.file)
+        referenced[operator_dir].add(manifest.file)
+        if data_entry is not None and data_entry.is_symlink():
+            result.unroutable.append(UnroutableEntry(operator_dir, [name, manifest.file], "data file is a symlink"))
+            continue
+        if partition_range and not partition_range[0] <= manifest.window_start < partition_range[1]:
+            result.unroutable.append(UnroutableEntry(operator_dir, [name] + ([manifest.file] if data_entry else []), "window outside the emergency period"))
+            continue
+        if window_range and not window_range[0] <= manifest.window_start < window_range[1]:
+            continue
+        result.routable.append(RoutableDrop(operator_dir, name, manifest, hashlib.sha256(payload).hexdigest(), key))
+    # Entries no manifest can ever route: symlinks and names that are not UTF-8.
+    for operator_dir, entries in folders.items():
         for name, entry in sorted(entries.items()):
-            if name in referenced:
+            if name in referenced[operator_dir]:
                 continue
-            if not is_utf8(name):
+            if not is_utf8(name) or entry.is_symlink():
                 key = entry_key(operator_dir, name, entry.stat(follow_symlinks=False).st_mtime_ns)
                 result.keys_present.add(key)
                 if key not in skip_keys:
-                    result.unroutable.append(UnroutableEntry(operator_dir, [name], "file name is not UTF-8"))
-            elif entry.is_symlink():
-                key = entry_key(operator_dir, name, entry.stat(follow_symlinks=False).st_mtime_ns)
-                result.keys_present.add(key)
-                if key not in skip_keys:
-                    result.unroutable.append(UnroutableEntry(operator_dir, [name], "symlink in landing"))
+                    reason = "file name is not UTF-8" if not is_utf8(name) else "symlink in landing"
+                    result.unroutable.append(UnroutableEntry(operator_dir, [name], reason))
     return result
 
 

@@ -47,6 +47,7 @@ class WindowGenerator:
         self._plans: dict[date, DayPlan] = {}
         self._digests: dict[tuple[str, date], np.ndarray] = {}
         self._msisdns: np.ndarray | None = None
+        self._local: np.ndarray | None = None
 
     # ---- cached per day ----
     def plan(self, local_day: date) -> DayPlan:
@@ -62,17 +63,25 @@ class WindowGenerator:
             self._msisdns = keys.msisdns(indices, self.subscribers.operators, self.subscribers.operator_of, self.seed)
         return self._msisdns
 
+    def local_index(self) -> np.ndarray:
+        """Position of each subscriber among its own operator's subscribers (digest row)."""
+        if self._local is None:
+            local = np.zeros(self.subscribers.count, dtype=np.int32)
+            for code in range(len(self.subscribers.operators)):
+                mask = self.subscribers.operator_of == code
+                local[mask] = np.arange(int(mask.sum()), dtype=np.int32)
+            self._local = local
+        return self._local
+
     def digests(self, operator: str, utc_day: date) -> np.ndarray:
-        """Digest per subscriber index under the operator's key of the day (others stay empty)."""
+        """(n_operator, 32) digests of the operator's subscribers under its key of the day."""
         cache_key = (operator, utc_day)
         if cache_key not in self._digests:
-            if len(self._digests) >= 2 * len(self.subscribers.operators):
+            if len(self._digests) >= len(self.subscribers.operators):  # keep one day's keys
                 self._digests.pop(next(iter(self._digests)))
             code = self.subscribers.operators.index(operator)
-            mask = self.subscribers.operator_of == code
-            digests = np.zeros((self.subscribers.count, 32), dtype=np.uint8)
-            digests[mask] = keys.digests_for(keys.daily_key(self.seed, operator, utc_day), self.msisdns()[mask])
-            self._digests[cache_key] = digests
+            numbers = self.msisdns()[self.subscribers.operator_of == code]
+            self._digests[cache_key] = keys.digests_for(keys.daily_key(self.seed, operator, utc_day), numbers)
         return self._digests[cache_key]
 
     # ---- one window ----
@@ -150,7 +159,7 @@ class WindowGenerator:
         code = self.subscribers.operators.index(operator)
         own = raw.filter(pl.col("operator") == code)
         who = own["who"].to_numpy()
-        digests = np.ascontiguousarray(self.digests(operator, window_start.date())[who])
+        digests = np.ascontiguousarray(self.digests(operator, window_start.date())[self.local_index()[who]])
         # Fixed-size binary straight from the digest bytes, then hex in Rust: no Python loop.
         binary = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(who), [None, pa.py_buffer(digests.tobytes())])
         network = self.world.networks[operator]

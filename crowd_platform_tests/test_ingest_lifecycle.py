@@ -1,0 +1,188 @@
+"""Drop lifecycle through real Dagster runs: re-drops, superseding, late drops, partial
+uploads, cells, and a sixth operator added by a YAML contract only."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+import yaml
+
+from crowd_platform.defs.ingestion.assets import operator_drops, staged_events
+from crowd_platform.defs.ingestion.sensors import evaluate_landing
+from crowd_platform.lib.contracts import contract_for, parse_contract
+from crowd_platform.lib.ingest.fixtures import canonical_cells, canonical_events
+from crowd_platform.lib.resources import CrowdPlatform
+from crowd_platform.lib.settings import CONTRACTS_DIR, get_settings
+from crowd_platform.lib.simulator.drops import write_drop
+
+WINDOW = datetime(2020, 3, 31, 1, 0, tzinfo=timezone.utc)
+WINDOW_END = WINDOW + timedelta(minutes=15)
+PARTITION = "2020-03-31-01:00"
+
+
+def _run(home: Path, partition: str = PARTITION) -> dg.ExecuteInProcessResult:
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([operator_drops, staged_events], resources={"crowd": CrowdPlatform(home=str(home))},
+                                instance=instance, partition_key=partition)
+        assert result.success
+        return result
+
+
+def _drops(home: Path) -> list[dict]:
+    with duckdb.connect(str(get_settings(home).warehouse_path), read_only=True) as con:
+        cursor = con.execute("SELECT * FROM drops ORDER BY received_at")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _audit_actions(home: Path) -> list[str]:
+    with duckdb.connect(str(get_settings(home).warehouse_path), read_only=True) as con:
+        return [row[0] for row in con.execute("SELECT action FROM audit_log ORDER BY seq").fetchall()]
+
+
+@pytest.fixture
+def home(tmp_path):
+    get_settings(tmp_path).ensure_dirs()
+    return tmp_path
+
+
+def _telkomsel(settings):
+    return contract_for(settings.contracts_dir, "telkomsel", "events")
+
+
+def test_accepted_drop_lands_in_lake_with_utc_times(home):
+    settings = get_settings(home)
+    contract = _telkomsel(settings)
+    events = canonical_events(contract, WINDOW, 120)
+    write_drop(settings.landing, contract, events, window_start=WINDOW, window_end=WINDOW_END)
+    _run(home)
+    (drop,) = _drops(home)
+    assert drop["status"] == "accepted" and drop["rows_loaded"] == 120
+    lake = Path(drop["lake_path"])
+    assert lake.parent == settings.events_lake / "date=2020-03-31" / "window=0100" / "operator=telkomsel"
+    staged = pl.read_parquet(lake)
+    assert staged.columns == ["subscriber_key", "cell_id", "event_time", "event_type"]
+    # Jakarta local time in the drop -> UTC in the lake, exactly the canonical events.
+    assert staged.sort(["subscriber_key", "event_time"]).equals(events.sort(["subscriber_key", "event_time"]).select(staged.columns))
+    assert Path(drop["raw_path"]).is_file() and not (settings.staging / drop["drop_id"]).exists()
+    assert _audit_actions(home) == ["drop_received", "drop_validated", "drop_published"]
+    assert list(settings.landing.rglob("*.*")) == []
+
+
+def test_identical_redrop_is_recorded_as_duplicate_not_processed_twice(home):
+    settings = get_settings(home)
+    contract = _telkomsel(settings)
+    events = canonical_events(contract, WINDOW, 50)
+    write_drop(settings.landing, contract, events, window_start=WINDOW, window_end=WINDOW_END)
+    _run(home)
+    write_drop(settings.landing, contract, events, window_start=WINDOW, window_end=WINDOW_END)
+    _run(home)
+    original, duplicate = _drops(home)
+    assert original["status"] == "accepted"
+    assert duplicate["status"] == "duplicate" and duplicate["superseded_by"] == original["drop_id"]
+    assert duplicate["sha256"] == original["sha256"]
+    assert _audit_actions(home).count("drop_published") == 1 and "drop_duplicate" in _audit_actions(home)
+    assert len(list(settings.events_lake.rglob("*.parquet"))) == 1
+    assert list(settings.landing.rglob("*.*")) == []
+
+
+def test_corrected_redrop_supersedes_and_lake_holds_only_new(home):
+    settings = get_settings(home)
+    contract = _telkomsel(settings)
+    write_drop(settings.landing, contract, canonical_events(contract, WINDOW, 50), window_start=WINDOW, window_end=WINDOW_END)
+    _run(home)
+    corrected = canonical_events(contract, WINDOW, 70, seed=3)
+    write_drop(settings.landing, contract, corrected, window_start=WINDOW, window_end=WINDOW_END, delivery=2)
+    _run(home)
+    first, second = _drops(home)
+    assert first["status"] == "superseded" and first["superseded_by"] == second["drop_id"] and first["lake_path"] is None
+    assert second["status"] == "accepted" and second["delivery"] == 2
+    lake_files = list(settings.events_lake.rglob("*.parquet"))
+    assert [path.name for path in lake_files] == [f"{second['drop_id']}.parquet"]
+    assert Path(first["raw_path"]).is_file()  # kept until retention
+    assert "drop_superseded" in _audit_actions(home)
+
+
+def test_late_drop_processed_by_rerun_and_partial_upload_waits(home):
+    settings = get_settings(home)
+    contract = _telkomsel(settings)
+    _run(home)  # the window was computed with nothing in it
+    assert _drops(home) == []
+    # Partial upload: data file without its manifest is not complete and must wait.
+    data_path, manifest_path = write_drop(settings.landing, contract, canonical_events(contract, WINDOW, 40),
+                                          window_start=WINDOW, window_end=WINDOW_END, write_manifest=False)
+    requests, _cursor, _stats = evaluate_landing(None, home=str(home))
+    assert requests == []
+    _run(home)
+    assert _drops(home) == [] and data_path.exists()
+    # The manifest arrives late: the sensor asks for a rerun of that window, which takes it.
+    write_drop(settings.landing, contract, canonical_events(contract, WINDOW, 40), window_start=WINDOW, window_end=WINDOW_END)
+    requests, _cursor, _stats = evaluate_landing(None, home=str(home))
+    assert [(request.job_name, request.partition_key) for request in requests] == [("window_job", PARTITION)]
+    _run(home)
+    (drop,) = _drops(home)
+    assert drop["status"] == "accepted"
+
+
+def test_cells_drop_published_to_cells_lake(home):
+    settings = get_settings(home)
+    events_contract = _telkomsel(settings)
+    cells_contract = contract_for(settings.contracts_dir, "telkomsel", "cells")
+    write_drop(settings.landing, cells_contract, canonical_cells(events_contract), window_start=WINDOW, window_end=WINDOW_END,
+               feed="cells", operator="telkomsel")
+    requests, _cursor, _stats = evaluate_landing(None, home=str(home))
+    assert [(request.job_name, request.partition_key) for request in requests] == [("geography_job", PARTITION)]
+    _run(home)
+    (drop,) = _drops(home)
+    assert drop["status"] == "accepted" and drop["feed"] == "cells"
+    cells = pl.read_parquet(drop["lake_path"])
+    assert Path(drop["lake_path"]).parent == settings.lake / "cells" / "operator=telkomsel"
+    assert cells.columns == ["cell_id", "lon", "lat", "radio"] and cells.height == 20
+
+
+def test_sixth_operator_added_by_contract_only(home, tmp_path_factory, monkeypatch):
+    contracts = tmp_path_factory.mktemp("contracts")
+    for path in CONTRACTS_DIR.glob("*.yaml"):
+        shutil.copy(path, contracts / path.name)
+    document = yaml.safe_load((CONTRACTS_DIR / "indosat_events.yaml").read_text())
+    document["id"], document["name"], document["tenant"] = "nusantara-events", "Nusantara subscriber events", "nusantara"
+    custom = {item["property"]: item for item in document["customProperties"]}
+    custom["operator"]["value"] = "nusantara"
+    custom["mnc"]["value"] = ["77"]
+    custom["layout"]["value"] = {"format": "csv", "compression": "none", "extension": ".txt", "header": True,
+                                 "delimiter": ";", "encoding": "utf-8", "quote": '"'}
+    properties = {prop["name"]: prop for prop in document["schema"][0]["properties"]}
+    properties["subscriber_key"]["physicalName"] = "pelanggan"
+    properties["event_type"]["physicalName"] = "jenis_kejadian"
+    properties["event_time"]["physicalName"] = "waktu_lokal"
+    properties["event_time"]["logicalTypeOptions"] = {"format": "%d-%m-%Y %H.%M.%S", "timezone": "Asia/Makassar"}  # WITA
+    for rule in properties["cell_id"]["quality"]:
+        if rule.get("arguments", {}).get("pattern"):
+            rule["arguments"]["pattern"] = "^510-(77)-[0-9]{1,6}-[0-9]{1,10}$"
+    properties["cell_id"]["logicalTypeOptions"]["pattern"] = "^510-(77)-[0-9]{1,6}-[0-9]{1,10}$"
+    # Different composite-cell column names, declared in the contract only.
+    properties["cell_id"]["transformSourceObjects"] = ["kode_negara", "kode_operator", "lac", "ci"]
+    properties["cell_id"]["transformLogic"] = "{kode_negara}-{kode_operator}-{lac}-{ci}"
+    properties["cell_id"].pop("customProperties", None)
+    (contracts / "nusantara_events.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    monkeypatch.setenv("CROWD_CONTRACTS", str(contracts))
+
+    settings = get_settings(home)
+    contract = parse_contract(contracts / "nusantara_events.yaml")
+    events = canonical_events(contract, WINDOW, 90)
+    data_path, _manifest = write_drop(settings.landing, contract, events, window_start=WINDOW, window_end=WINDOW_END)
+    header = data_path.read_text().splitlines()[0]
+    assert header == "pelanggan;kode_negara;kode_operator;lac;ci;waktu_lokal;jenis_kejadian"
+    requests, _cursor, _stats = evaluate_landing(None, home=str(home))
+    assert [(request.job_name, request.partition_key) for request in requests] == [("window_job", PARTITION)]
+    _run(home)
+    (drop,) = _drops(home)
+    assert drop["operator"] == "nusantara" and drop["status"] == "accepted", drop["reason"]
+    staged = pl.read_parquet(drop["lake_path"])
+    assert staged.sort(["subscriber_key", "event_time"]).equals(events.sort(["subscriber_key", "event_time"]).select(staged.columns))
