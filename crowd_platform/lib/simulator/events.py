@@ -46,7 +46,6 @@ class WindowGenerator:
         self.seed = seed
         self._plans: dict[date, DayPlan] = {}
         self._digests: dict[tuple[str, date], np.ndarray] = {}
-        self._msisdns: np.ndarray | None = None
         self._local: np.ndarray | None = None
 
     # ---- cached per day ----
@@ -57,11 +56,9 @@ class WindowGenerator:
             self._plans[local_day] = make_day_plan(self.subscribers, local_day, self.seed)
         return self._plans[local_day]
 
-    def msisdns(self) -> np.ndarray:
-        if self._msisdns is None:
-            indices = np.arange(self.subscribers.count)
-            self._msisdns = keys.msisdns(indices, self.subscribers.operators, self.subscribers.operator_of, self.seed)
-        return self._msisdns
+    def msisdns(self, who: np.ndarray) -> np.ndarray:
+        """Normalised MSISDNs of these subscribers, made on demand (never kept for everyone)."""
+        return keys.msisdns(who, self.subscribers.operators, self.subscribers.operator_of, self.seed)
 
     def local_index(self) -> np.ndarray:
         """Position of each subscriber among its own operator's subscribers (digest row)."""
@@ -80,7 +77,7 @@ class WindowGenerator:
             if len(self._digests) >= len(self.subscribers.operators):  # keep one day's keys
                 self._digests.pop(next(iter(self._digests)))
             code = self.subscribers.operators.index(operator)
-            numbers = self.msisdns()[self.subscribers.operator_of == code]
+            numbers = self.msisdns(np.flatnonzero(self.subscribers.operator_of == code))
             self._digests[cache_key] = keys.digests_for(keys.daily_key(self.seed, operator, utc_day), numbers)
         return self._digests[cache_key]
 
@@ -182,5 +179,5 @@ class WindowGenerator:
         """The same events with raw '+62...' MSISDNs in place of keys (the msisdn fault)."""
         code = self.subscribers.operators.index(operator)
         who = raw.filter(pl.col("operator") == code)["who"].to_numpy()
-        numbers = np.array(["+" + number for number in self.msisdns()[who]], dtype=object)
+        numbers = np.array(["+" + number for number in self.msisdns(who)], dtype=object)
         return canonical.with_columns(pl.Series("subscriber_key", numbers, dtype=pl.String))

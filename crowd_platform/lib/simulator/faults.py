@@ -14,6 +14,7 @@ ground_truth.json. Records hold file names and counts, never a subscriber value.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -44,6 +45,12 @@ DUPLICATE_AFTER = timedelta(minutes=3)
 GZIP_LEVEL = 1
 
 
+def export_delay(operator: str, window_start: datetime, seed: int) -> timedelta:
+    """30-180 s between the end of a window and the manifest, like a real export (seeded)."""
+    digest = hashlib.sha256(f"{seed}/{operator}/{window_start.isoformat()}".encode()).digest()
+    return timedelta(seconds=30 + int.from_bytes(digest[:2], "big") % 151)
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -60,6 +67,7 @@ class FaultPlan:
 
     targets: dict[tuple[str, datetime], str]
     window_index: dict[datetime, int]
+    seed: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
     _pending: list[_Pending] = field(default_factory=list)
 
@@ -87,7 +95,7 @@ class FaultPlan:
                 if (operator, window) not in targets:
                     targets[(operator, window)] = fault
                     break
-        return cls(targets=targets, window_index=index)
+        return cls(targets=targets, window_index=index, seed=seed)
 
     def write(
         self,
@@ -107,7 +115,7 @@ class FaultPlan:
                       compresslevel=GZIP_LEVEL)
         record = {"type": fault, "operator": operator, "window_start": _iso(window_start)}
         if fault is None:
-            write_drop(landing, contract, events, **common)
+            write_drop(landing, contract, events, created_at=window_end + export_delay(operator, window_start, self.seed), **common)
             return 1
         if fault == "late":
             created = window_end + LATE_BY

@@ -130,7 +130,7 @@ def resolve_gatherings(
     """Place each gathering, pick its participants among the nearest homes, fill in ground truth.
 
     A spec needs start, end (or duration_minutes), extra_subscribers, and either lon/lat or a
-    kelurahan code (``kelurahan_code``).
+    kelurahan (``kelurahan_code``, or ``kelurahan`` as code or name).
     """
     kelurahan = world.kelurahan
     sampling_fraction = subscribers.count / world.total_population
@@ -139,14 +139,19 @@ def resolve_gatherings(
         if "lon" in spec and "lat" in spec:
             lon, lat = float(spec["lon"]), float(spec["lat"])
             row = world.locate(lon, lat)
-        elif "kelurahan_code" in spec:
-            matches = np.flatnonzero(kelurahan["code"].to_numpy() == str(spec["kelurahan_code"]))
+        elif any(name in spec for name in ("kelurahan_code", "kelurahan", "kelurahan_name")):
+            # A kelurahan by BPS code or by name (case-insensitive); the gathering is at its centre.
+            wanted = str(spec.get("kelurahan_code") or spec.get("kelurahan") or spec.get("kelurahan_name")).strip()
+            matches = np.flatnonzero(kelurahan["code"].to_numpy() == wanted)
             if not len(matches):
-                raise ValueError(f"gathering {number}: unknown kelurahan_code {spec['kelurahan_code']}")
+                matches = np.flatnonzero(kelurahan["name"].str.to_lowercase().to_numpy() == wanted.lower())
+            if len(matches) != 1:
+                problem = "unknown" if not len(matches) else "ambiguous (use kelurahan_code)"
+                raise ValueError(f"gathering {number}: kelurahan {wanted!r} is {problem}")
             row = int(matches[0])
             lon, lat = world.to_lonlat.transform(kelurahan["x"][row], kelurahan["y"][row])
         else:
-            raise ValueError(f"gathering {number}: needs lon/lat or kelurahan_code")
+            raise ValueError(f"gathering {number}: needs lon/lat, kelurahan_code or kelurahan")
         start = _parse_time(spec["start"])
         end = _parse_time(spec["end"]) if "end" in spec else start + timedelta(minutes=float(spec["duration_minutes"]))
         if end <= start:

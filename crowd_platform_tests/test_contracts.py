@@ -1,0 +1,75 @@
+"""`crowd-platform contracts lint`: the shipped contracts are clean; broken ones are caught,
+one line per problem, non-zero exit."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from crowd_platform.cli import main
+from crowd_platform.lib.contracts import contract_for
+from crowd_platform.lib.ingest.lint import lint_contract
+from crowd_platform.lib.ingest.rules import compile_rules, portable_regex_problem
+from crowd_platform.lib.settings import CONTRACTS_DIR, get_settings
+
+
+def test_shipped_contracts_are_clean(capsys):
+    assert main(["contracts", "lint", "--dir", str(CONTRACTS_DIR)]) == 0
+    assert "0 problem(s)" in capsys.readouterr().out
+
+
+def test_cells_contract_is_shared_by_every_operator():
+    settings = get_settings()
+    cells = contract_for(settings.contracts_dir, "xl", "cells")
+    assert cells is not None and cells.operator == "*" and cells.retention
+    assert {spec.name for spec in compile_rules(cells)} >= {"cell_id_format", "lon_in_indonesia", "radio_valid", "cell_id_unique"}
+
+
+@pytest.mark.parametrize("pattern,portable", [
+    (r"^[0-9a-f]{64}$", True), (r"^(\+?62|0)8[0-9]{7,12}$", True), (r"^(?!0)[0-9]+$", False),
+    (r"^(?<=a)b$", False), (r"^(a)\1$", False), (r"^a++$", False), (r"^(unclosed$", False),
+])
+def test_regex_common_subset(pattern, portable):
+    assert (portable_regex_problem(pattern) is None) is portable
+
+
+def _mutate(document):
+    document["team"]["members"] = [member for member in document["team"]["members"] if member["role"] != "owner"]
+    document["slaProperties"] = [sla for sla in document["slaProperties"] if sla["property"] != "retention"]
+    properties = document["schema"][0]["properties"]
+    document["schema"][0]["properties"] = [prop for prop in properties if prop["name"] != "event_type"]
+    subscriber = next(prop for prop in properties if prop["name"] == "subscriber_key")
+    subscriber["quality"][1]["arguments"]["pattern"] = "^(?![0-9]+$)[0-9a-f]{64}$"
+    subscriber["quality"].append({"name": "mystery", "metric": "entropy", "mustBe": 0})
+    return document
+
+
+def test_broken_contract_is_caught_one_line_per_problem(tmp_path, capsys):
+    for path in CONTRACTS_DIR.glob("*.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    broken = tmp_path / "telkomsel_events.yaml"
+    broken.write_text(yaml.safe_dump(_mutate(yaml.safe_load(broken.read_text())), sort_keys=False))
+    (tmp_path / "not_odcs.yaml").write_text("apiVersion: v3.1.0\nkind: DataContract\nid: x\n")
+    assert main(["contracts", "lint", "--dir", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    problems = lines[:-1]
+    joined = "\n".join(problems)
+    for fragment in ("no owner", "no retention", "event_type is not mapped", "look-around", "not_odcs.yaml"):
+        assert fragment in joined, fragment
+    assert all(line.endswith(".yaml") is False and ": " in line for line in problems)
+    assert lines[-1].startswith("8 contract(s) checked")
+
+
+def test_unknown_rule_metric_is_reported(tmp_path):
+    document = yaml.safe_load((CONTRACTS_DIR / "xl_events.yaml").read_text())
+    document["schema"][0]["quality"].append({"name": "mystery", "metric": "entropy", "mustBe": 0})
+    path = tmp_path / "xl_events.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert any("mystery" in problem and "unsupported rule" in problem for problem in lint_contract(path))
+
+
+def test_lint_bad_input_exits_non_zero_with_one_line(tmp_path, capsys):
+    assert main(["contracts", "lint", "--dir", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
