@@ -186,3 +186,28 @@ def test_sixth_operator_added_by_contract_only(home, tmp_path_factory, monkeypat
     assert drop["operator"] == "nusantara" and drop["status"] == "accepted", drop["reason"]
     staged = pl.read_parquet(drop["lake_path"])
     assert staged.sort(["subscriber_key", "event_time"]).equals(events.sort(["subscriber_key", "event_time"]).select(staged.columns))
+
+
+def test_blocking_checks_stop_publish_when_staging_is_tampered(home):
+    settings = get_settings(home)
+    contract = _telkomsel(settings)
+    write_drop(settings.landing, contract, canonical_events(contract, WINDOW, 30), window_start=WINDOW, window_end=WINDOW_END)
+    resources = {"crowd": CrowdPlatform(home=str(home))}
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([operator_drops], resources=resources, instance=instance, partition_key=PARTITION).success
+        (drop,) = _drops(home)
+        staging = settings.staging / drop["drop_id"] / "events.parquet"
+        # A must-never-happen: a phone number in a staged file, and raw bytes changed after audit.
+        pl.read_parquet(staging).with_columns(pl.lit("+6281234567890").alias("subscriber_key")).write_parquet(staging)
+        with open(drop["raw_path"], "ab") as handle:
+            handle.write(b"tampered")
+        result = dg.materialize([operator_drops, staged_events], resources=resources, instance=instance,
+                                partition_key=PARTITION, raise_on_error=False)
+        checks = {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
+        assert not checks["no_raw_msisdn"].passed and checks["no_raw_msisdn"].severity == dg.AssetCheckSeverity.ERROR
+        assert not checks["contract_rules"].passed and checks["contract_rules"].severity == dg.AssetCheckSeverity.ERROR
+        materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
+        assert "staged_events" not in materialized
+    (drop,) = _drops(home)
+    assert drop["status"] == "received" and drop["lake_path"] is None
+    assert list(settings.events_lake.rglob("*.parquet")) == []

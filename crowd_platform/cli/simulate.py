@@ -86,4 +86,7 @@ def handle(args: argparse.Namespace) -> int:
         f"{summary['total_events']:,} events, {len(summary['gatherings'])} gatherings, {len(summary['faults'])} faults "
         f"in {summary['elapsed_s']:.1f} s; ground truth: {summary['ground_truth']}"
     )
+    if summary["empty_windows"]:
+        skipped = ", ".join(f"{operator} {count}" for operator, count in sorted(summary["empty_windows"].items()))
+        print(f"windows without any event (no drop written): {skipped}; use more subscribers")
     return 0

@@ -29,7 +29,7 @@ from crowd_platform.lib.settings import Settings
 
 log = logging.getLogger(__name__)
 FINAL_STATUSES = ("accepted", "quarantined", "superseded", "rejected", "deleted")
-DEFAULT_GX_MAX_ROWS = 1_000_000
+DEFAULT_GX_MAX_ROWS = 100_000
 
 
 @dataclass

@@ -90,7 +90,8 @@ def simulate(
 
     ``hours`` keeps only windows whose UTC hour is in [from, to). ``gatherings``: None = default
     gatherings from the seed, [] = none. Same arguments, same bytes. Returns a summary: drops
-    and events per operator, gatherings (ground truth), faults, windows, elapsed seconds.
+    and events per operator, windows with no event for an operator (no drop written: tiny
+    populations only), gatherings (ground truth), faults, windows, elapsed seconds.
     """
     began = time.monotonic()
     if days < 1:
@@ -118,6 +119,7 @@ def simulate(
     landing.mkdir(parents=True, exist_ok=True)
     drops = {operator: 0 for operator in chosen}
     events = {operator: 0 for operator in chosen}
+    empty = {operator: 0 for operator in chosen}
     for operator in chosen:
         _write_cells_drop(landing, settings, world.networks[operator], windows[0])
 
@@ -132,6 +134,11 @@ def simulate(
             raw = generator.raw_window(window_start)
             for operator in chosen:
                 canonical = generator.canonical(raw, operator, window_start)
+                if canonical.height == 0:
+                    # Only possible with a handful of subscribers: no operator sends an empty file
+                    # (the contracts' not_empty rule would quarantine it), so nothing is dropped.
+                    empty[operator] += 1
+                    continue
                 drops[operator] += fault_plan.write(
                     landing,
                     world.networks[operator].contract,
@@ -179,6 +186,7 @@ def simulate(
         "drops": drops,
         "events": events,
         "total_events": sum(events.values()),
+        "empty_windows": {operator: count for operator, count in empty.items() if count},
         "gatherings": ground_truth["gatherings"],
         "faults": fault_plan.records,
         "ground_truth": str(settings.home / GROUND_TRUTH_FILE),

@@ -47,6 +47,7 @@ class WindowGenerator:
         self._plans: dict[date, DayPlan] = {}
         self._digests: dict[tuple[str, date], np.ndarray] = {}
         self._local: np.ndarray | None = None
+        self._cells: dict[str, pl.Series] = {}
 
     # ---- cached per day ----
     def plan(self, local_day: date) -> DayPlan:
@@ -59,6 +60,12 @@ class WindowGenerator:
     def msisdns(self, who: np.ndarray) -> np.ndarray:
         """Normalised MSISDNs of these subscribers, made on demand (never kept for everyone)."""
         return keys.msisdns(who, self.subscribers.operators, self.subscribers.operator_of, self.seed)
+
+    def _cell_series(self, operator: str) -> pl.Series:
+        """The operator's cell ids as a Polars string column, gathered per window without copies to numpy."""
+        if operator not in self._cells:
+            self._cells[operator] = pl.Series("cell_id", self.world.networks[operator].cell_ids.tolist(), dtype=pl.String)
+        return self._cells[operator]
 
     def local_index(self) -> np.ndarray:
         """Position of each subscriber among its own operator's subscribers (digest row)."""
@@ -164,7 +171,7 @@ class WindowGenerator:
         return pl.DataFrame(
             {
                 "subscriber_key": pl.from_arrow(binary).cast(pl.Binary).bin.encode("hex"),
-                "cell_id": network.cell_ids[own["cell"].to_numpy()].astype(str),
+                "cell_id": self._cell_series(operator).gather(own["cell"]),
                 "second": own["second"],
                 "event_type": own["event_type"].replace_strict(dict(enumerate(EVENT_TYPES)), return_dtype=pl.String),
             }

@@ -1,0 +1,183 @@
+"""Ingest bench: ingest + validate one big operator drop vs plain DuckDB CSV -> Parquet.
+
+Builds a Telkomsel-layout drop (CSV, ';', gzip, Jakarta local time) of --rows rows, then, each
+in its own subprocess so peak memory (ru_maxrss) is per measurement:
+  plain     DuckDB read_csv -> Parquet on the same file (the floor)
+  ingest    the platform path: sha256, raw copy, gzip-bomb check, parse per contract into
+            staging Parquet, every contract rule in DuckDB, drops/check_results rows, publish
+  gx        the same rules as a GX 1.x suite on a pandas frame of the staged Parquet
+            (skipped above --gx-max-rows: it does not scale, see docs/decisions/001)
+Writes bench/results/ingest.json.
+
+    .venv/bin/python bench/bench_ingest.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+WINDOW = datetime(2020, 3, 31, 1, 0, tzinfo=timezone.utc)
+
+
+def build_drop(home: Path, rows: int) -> tuple[Path, Path]:
+    """Write a valid Telkomsel drop with DuckDB (fast at 10 M rows) plus its manifest."""
+    import duckdb
+
+    from crowd_platform.lib.contracts import contract_for
+    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.lib.simulator.drops import build_manifest
+
+    settings = get_settings(home)
+    settings.ensure_dirs()
+    contract = contract_for(settings.contracts_dir, "telkomsel", "events")
+    folder = settings.landing / "telkomsel"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"telkomsel_events_{WINDOW:%Y%m%dT%H%MZ}.csv.gz"
+    data = folder / name
+    subscribers = max(rows // 4, 1)
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        # Unique (subscriber, cell, time, type) rows; times inside the window in Jakarta local time.
+        con.execute(f"""
+            COPY (
+              SELECT sha256(CAST(i % {subscribers} AS VARCHAR)) AS msisdn_hash,
+                     '510-10-' || (41000 + (i // {subscribers}) % 50) || '-' || (100000 + (i * 7919) % 5000) AS cell_global_id,
+                     strftime(TIMESTAMP '2020-03-31 08:00:00' + to_microseconds(CAST((i * 104729) % 900000000 AS BIGINT)) , '%Y-%m-%d %H:%M:%S') AS event_ts,
+                     ['call','sms','data','location_update'][1 + (i % 4)] AS event_kind
+              FROM range({rows}) t(i)
+            ) TO '{data}' (FORMAT csv, DELIMITER ';', HEADER true, COMPRESSION gzip)""")
+    payload_sha = __import__("hashlib").sha256(data.read_bytes()).hexdigest()
+    manifest = build_manifest(contract=contract, operator="telkomsel", feed="events", file_name=name, payload=b"",
+                              row_count=rows, window_start=WINDOW, window_end=WINDOW + timedelta(minutes=15),
+                              delivery=1, key_id="bench", created_at=WINDOW + timedelta(minutes=16))
+    manifest.update(sha256=payload_sha, bytes=data.stat().st_size)
+    manifest_path = folder / (name + ".manifest.json")
+    manifest_path.write_text(json.dumps(manifest))
+    return data, manifest_path
+
+
+def _measure(mode: str, home: Path, data: Path) -> dict:
+    """Run one measurement in a child process; return its timing and peak RSS."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, __file__, "--child", mode, "--home", str(home), "--data", str(data)],
+                               stdout=subprocess.PIPE, text=True, cwd=PROJECT)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    output = process.stdout.read()
+    process.stdout.close()
+    if status != 0:
+        raise SystemExit(f"{mode} failed (status {status})")
+    result = json.loads(output.strip().splitlines()[-1])
+    result["wall_s_process"] = round(time.perf_counter() - started, 2)
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    return result
+
+
+def child(mode: str, home: Path, data: Path) -> dict:
+    import duckdb
+
+    from crowd_platform.lib.settings import get_settings
+
+    settings = get_settings(home)
+    if mode == "plain":
+        target = home / "plain.parquet"
+        started = time.perf_counter()
+        with duckdb.connect() as con:
+            con.execute("SET enable_progress_bar = false")
+            con.execute(f"COPY (SELECT * FROM read_csv('{data}', delim=';', header=true)) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+        return {"mode": mode, "seconds": round(time.perf_counter() - started, 2)}
+    if mode == "ingest":
+        from crowd_platform.lib.ingest.landing import scan_landing
+        from crowd_platform.lib.ingest.lifecycle import ingest_drop, publish_window
+        from crowd_platform.lib.warehouse import connect
+
+        started = time.perf_counter()
+        scan = scan_landing(settings.landing, settings.contracts_dir)
+        (drop,) = scan.routable
+        with connect(settings.warehouse_path) as con:
+            outcome = ingest_drop(settings, con, settings.landing / drop.operator_dir, drop.manifest_name, drop.manifest, run_id="bench")
+            validated = time.perf_counter()
+            published = publish_window(settings, con, WINDOW, WINDOW + timedelta(minutes=15), "bench")
+            engines = [row[0] for row in con.execute("SELECT DISTINCT engine FROM check_results").fetchall()]
+            rules = con.execute("SELECT count(DISTINCT rule) FROM check_results WHERE engine = 'duckdb'").fetchone()[0]
+        return {"mode": mode, "seconds": round(time.perf_counter() - started, 2), "seconds_to_validated": round(validated - started, 2),
+                "status": published[0].status if published else outcome.status, "reason": outcome.reason, "engines": sorted(engines),
+                "duckdb_rules": rules}
+    if mode in ("gx", "duckdb_rules"):
+        from crowd_platform.lib.contracts import contract_for
+        from crowd_platform.lib.ingest.rules import RuleContext, compile_rules, run_duckdb_rules, run_gx_rules
+
+        contract = contract_for(settings.contracts_dir, "telkomsel", "events")
+        lake = next(settings.events_lake.rglob("*.parquet"))
+        with duckdb.connect() as con:
+            con.execute("SET enable_progress_bar = false")
+            rows = con.execute(f"SELECT count(*) FROM read_parquet('{lake}')").fetchone()[0]
+            context = RuleContext(WINDOW, WINDOW + timedelta(minutes=15), rows, "telkomsel")
+            specs = [spec for spec in compile_rules(contract) if spec.kind != "unknown_cell_share"]
+            started = time.perf_counter()
+            if mode == "gx":
+                import pyarrow.parquet as pq
+
+                frame = pq.read_table(lake).to_pandas()
+                loaded = time.perf_counter()
+                results = run_gx_rules(frame, specs, context, None)
+            else:
+                loaded = started
+                con.execute("CREATE TABLE bts_registry (cell_id VARCHAR, operator VARCHAR)")
+                results = run_duckdb_rules(con, lake, specs, context)
+        return {"mode": mode, "seconds": round(time.perf_counter() - started, 2), "load_s": round(loaded - started, 2),
+                "rules": len(results), "all_passed": all(result.passed for result in results)}
+    raise SystemExit(f"unknown mode {mode}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows in the drop (default 10 M)")
+    parser.add_argument("--gx-max-rows", type=int, default=2_000_000, help="skip the GX measurement above this size")
+    parser.add_argument("--output", type=Path, default=PROJECT / "bench" / "results" / "ingest.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(PROJECT))
+    if args.child:
+        print(json.dumps(child(args.child, args.home, args.data)))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench_ingest_") as directory:
+        home = Path(directory)
+        print(f"building a {args.rows:,}-row telkomsel drop ...", flush=True)
+        started = time.perf_counter()
+        data, _manifest = build_drop(home, args.rows)
+        build_s = time.perf_counter() - started
+        size = data.stat().st_size
+        print(f"  {size / 1e6:.1f} MB gzip in {build_s:.1f}s", flush=True)
+        runs = {}
+        for mode in ("plain", "ingest", "duckdb_rules") + (("gx",) if args.rows <= args.gx_max_rows else ()):
+            print(f"measuring {mode} ...", flush=True)
+            runs[mode] = _measure(mode, home, data)
+            print(f"  {runs[mode]}", flush=True)
+    ratio = runs["ingest"]["seconds"] / max(runs["plain"]["seconds"], 1e-9)
+    report = {
+        "rows": args.rows, "file_mb": round(size / 1e6, 1), "cpu_count": os.cpu_count(),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "runs": runs, "ingest_vs_plain": round(ratio, 2),
+        "targets": {"ingest_vs_plain_max": 1.5, "peak_memory_mb_max": 3072},
+        "meets_targets": ratio <= 1.5 and runs["ingest"]["peak_rss_mb"] < 3072,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1))
+    print(f"ingest/plain = {ratio:.2f}x; peak ingest {runs['ingest']['peak_rss_mb']} MB -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
