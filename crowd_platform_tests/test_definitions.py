@@ -43,8 +43,8 @@ def graph_snapshot() -> dict:
     return {
         "assets": assets,
         "jobs": sorted(job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")),
-        "sensors": sorted(sensor.name for sensor in defs.resolve_sensor_defs()),
-        "schedules": sorted(schedule.name for schedule in defs.resolve_schedule_defs()),
+        "sensors": sorted(sensor.name for sensor in defs.get_repository_def().sensor_defs),
+        "schedules": sorted(schedule.name for schedule in defs.get_repository_def().schedule_defs),
     }
 
 

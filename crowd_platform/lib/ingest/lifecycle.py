@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from crowd_platform.lib import audit
-from crowd_platform.lib.contracts import Contract, ContractError, contract_for
+from crowd_platform.lib.contracts import Contract, contract_for
 from crowd_platform.lib.ingest.landing import UnroutableEntry, is_utf8
 from crowd_platform.lib.ingest.layout import ParseError, stage_drop
 from crowd_platform.lib.ingest.manifest import MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
