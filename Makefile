@@ -34,8 +34,11 @@ audit-ui: $(STAMP)
 lint-contracts: $(STAMP)
 	$(BIN)/crowd-platform contracts lint
 
+# Full-size benchmarks (minutes each); JSON to bench/results/, tables in docs/performance.md.
 bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python bench/bench_ingest.py --rows 10000000
+	$(BIN)/python bench/bench_density.py --events 20000000
+	$(BIN)/python bench/bench_geography.py
 
 clean:
 	rm -rf $(VENV) .crowd

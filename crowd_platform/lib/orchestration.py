@@ -165,3 +165,9 @@ def process_day(
 
 def parse_day(value: str) -> datetime:
     return datetime.strptime(value, DAY_KEY_FORMAT)
+
+
+def window_job_definition() -> dg.JobDefinition:
+    """`window_job`, reconstructable from this module (for the multiprocess executor and
+    `dg.execute_job`, whose step processes re-import the job by reference)."""
+    return _definitions().resolve_job_def("window_job")

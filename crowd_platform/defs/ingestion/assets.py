@@ -14,7 +14,7 @@ import dagster as dg
 
 from crowd_platform.defs.ingestion.checks import CHECK_SPECS, evaluate_checks
 from crowd_platform.lib.ingest.landing import scan_landing
-from crowd_platform.lib.ingest.lifecycle import DropOutcome, ingest_drop, publish_window
+from crowd_platform.lib.ingest.lifecycle import DropOutcome, gx_drops_per_run, gx_sample, ingest_drop, publish_window
 from crowd_platform.lib.ingest.manifest import MANIFEST_SUFFIX
 from crowd_platform.lib.partitions import single_run, window_bounds, window_partitions
 from crowd_platform.lib.provenance import code_version
@@ -66,10 +66,12 @@ def operator_drops(context: dg.AssetExecutionContext, crowd: CrowdPlatform, conf
     drops.sort(key=lambda drop: (drop.manifest.feed != "cells", drop.manifest.window_start, drop.operator_dir, drop.manifest.delivery))
     outcomes: list[DropOutcome] = []
     run_id = context.run.run_id
+    cross_checked = gx_sample(len(drops), gx_drops_per_run(settings))
     with crowd.warehouse() as con:
-        for drop in drops:
+        for index, drop in enumerate(drops):
             try:
-                outcome = ingest_drop(settings, con, settings.landing / drop.operator_dir, drop.manifest_name, drop.manifest, run_id=run_id)
+                outcome = ingest_drop(settings, con, settings.landing / drop.operator_dir, drop.manifest_name, drop.manifest,
+                                      run_id=run_id, gx_cross_check=index in cross_checked)
             except FileNotFoundError:
                 # Taken by a concurrent run (e.g. release) between scan and ingest: not ours any more.
                 context.log.info(f"drop {drop.operator_dir}/{drop.manifest_name} vanished before ingest; skipped")
@@ -83,6 +85,7 @@ def operator_drops(context: dg.AssetExecutionContext, crowd: CrowdPlatform, conf
             "window_start": start.isoformat(),
             "window_end": end.isoformat(),
             "drops_processed": len(outcomes),
+            "gx_cross_checked": len(cross_checked),
             "validated": statuses.get("validated", 0),
             "quarantined": statuses.get("quarantined", 0),
             "duplicates": statuses.get("duplicate", 0),

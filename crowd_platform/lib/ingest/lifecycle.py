@@ -29,6 +29,7 @@ from crowd_platform.lib.settings import Settings
 
 log = logging.getLogger(__name__)
 FINAL_STATUSES = ("accepted", "quarantined", "superseded", "rejected", "deleted")
+DEFAULT_GX_DROPS_PER_RUN = 40
 DEFAULT_GX_MAX_ROWS = 100_000
 
 
@@ -89,6 +90,23 @@ def gx_max_rows(settings: Settings) -> int:
     return int(settings.section("ingestion").get("gx_max_rows", DEFAULT_GX_MAX_ROWS))
 
 
+def gx_drops_per_run(settings: Settings) -> int:
+    """How many drops of one run GX cross-checks. GX costs ~0.4 s per drop whatever its size
+    (suite bookkeeping, measured in docs/decisions/004): a live window (5 drops) is always
+    fully cross-checked; a backlog of hundreds is sampled evenly instead of taking minutes."""
+    return int(settings.section("ingestion").get("gx_drops_per_run", DEFAULT_GX_DROPS_PER_RUN))
+
+
+def gx_sample(count: int, budget: int) -> set[int]:
+    """Indices (of ``count`` drops in processing order) that GX cross-checks: evenly spread."""
+    if count <= budget:
+        return set(range(count))
+    if budget <= 0:
+        return set()
+    step = count / budget
+    return {int(index * step) for index in range(budget)}
+
+
 def staging_file(settings: Settings, drop_id: str, feed: str) -> Path:
     return settings.staging / drop_id / f"{feed}.parquet"
 
@@ -134,8 +152,13 @@ def ingest_drop(
     manifest: Manifest,
     *,
     run_id: str | None,
+    gx_cross_check: bool = True,
 ) -> DropOutcome:
-    """Write-audit one complete drop: raw copy, drops row, staging Parquet, rules, quarantine."""
+    """Write-audit one complete drop: raw copy, drops row, staging Parquet, rules, quarantine.
+
+    ``gx_cross_check`` False skips the Great Expectations run for this drop (the compiled
+    DuckDB rules, which decide, always run): see gx_drops_per_run.
+    """
     manifest_path = operator_dir / manifest_name
     data_path = operator_dir / manifest.file
     manifest_bytes = manifest_path.read_bytes()
@@ -150,11 +173,14 @@ def ingest_drop(
     drop_id = make_drop_id(manifest.operator, manifest.feed, manifest.window_start, manifest.delivery, actual_sha)
 
     original = connection.execute(
-        "SELECT drop_id, status FROM drops WHERE sha256 = ? AND status IN ('accepted','quarantined','superseded','rejected','deleted','received','released') "
+        "SELECT drop_id, status, run_id FROM drops WHERE sha256 = ? AND status IN ('accepted','quarantined','superseded','rejected','deleted','received','released') "
         "ORDER BY received_at LIMIT 1",
         [actual_sha],
     ).fetchone()
-    if original and not (original[0] == drop_id and original[1] in ("received", "released")):
+    # A 'received' row of the same drop from an earlier run is an interrupted ingest: redo it.
+    # From this very run, it is the same bytes landing twice (e.g. under another file name).
+    retry = original is not None and original[0] == drop_id and original[1] in ("received", "released") and original[2] != run_id
+    if original and not retry:
         pending_raw.unlink()
         return _record_duplicate(settings, connection, manifest, manifest_name, data_path, manifest_path, drop_id, original[0], actual_sha, run_id)
 
@@ -212,7 +238,7 @@ def ingest_drop(
 
     # AUDIT: every contract rule, DuckDB always, GX as well for drops up to gx_max_rows.
     try:
-        results = validate_staged(settings, connection, contract, manifest, target, staged.rows)
+        results = validate_staged(settings, connection, contract, manifest, target, staged.rows, gx=gx_cross_check)
     except Exception as error:  # noqa: BLE001 - quarantine, never crash the run
         log.warning("validation failed to run for drop %s: %s", drop_id, type(error).__name__)
         reason = f"validation could not run ({type(error).__name__})"
@@ -237,11 +263,12 @@ def _major(version: str) -> str:
     return str(version).split(".")[0]
 
 
-def validate_staged(settings: Settings, connection, contract: Contract, manifest: Manifest, parquet: Path, rows: int) -> list[RuleResult]:
+def validate_staged(settings: Settings, connection, contract: Contract, manifest: Manifest, parquet: Path, rows: int,
+                    gx: bool = True) -> list[RuleResult]:
     specs = compile_rules(contract)
     context = RuleContext(manifest.window_start, manifest.window_end, manifest.row_count, manifest.operator)
     results = run_duckdb_rules(connection, parquet, specs, context)
-    if rows <= gx_max_rows(settings):
+    if gx and rows <= gx_max_rows(settings):
         known = None
         if any(spec.kind == "unknown_cell_share" for spec in specs):
             evaluated = next(result for result in results if result.rule in {s.name for s in specs if s.kind == "unknown_cell_share"})

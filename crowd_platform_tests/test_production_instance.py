@@ -1,0 +1,137 @@
+"""Production-shaped runs: the Dagster instance on PostgreSQL, and several runs at once with
+the multiprocess executor, compared with a serial run of the same drops.
+
+PostgreSQL comes from .ci/run (deploy/start-postgres.sh, loopback only): CROWD_TEST_PG_DSN.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+
+from crowd_platform.lib.orchestration import process_pending, window_job_definition
+from crowd_platform.lib.partitions import range_tags
+from crowd_platform.lib.settings import get_settings
+from crowd_platform.lib.simulator import simulate
+
+PG_DSN = os.environ.get("CROWD_TEST_PG_DSN")
+DAY1, DAY2 = date(2020, 3, 23), date(2020, 3, 24)
+HOURS = (3, 5)  # two UTC hours a day: 8 windows
+
+
+def _simulate(home: Path, days: int = 1, faults: frozenset[str] = frozenset()) -> dict:
+    get_settings(home).ensure_dirs()
+    return simulate(home, start=DAY1, days=days, subscribers=1500, seed=11, hours=HOURS, gatherings=[], faults=faults)
+
+
+def _rows(home: Path, sql: str) -> list[tuple]:
+    connection = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+DROPS_SQL = "SELECT operator, feed, window_start, delivery, sha256, status FROM drops ORDER BY ALL"
+DENSITY_SQL = (
+    "SELECT window_start, level, district_code, round(people_estimate, 6) FROM district_density ORDER BY ALL"
+)
+PRESENCE_SQL = "SELECT window_start, operator, place_level, place_id, subscribers FROM bts_presence ORDER BY ALL"
+
+
+@pytest.fixture
+def pg_instance(tmp_path):
+    if not PG_DSN:
+        if os.environ.get("CI"):
+            pytest.fail("CROWD_TEST_PG_DSN is not set: .ci/run must start PostgreSQL")
+        pytest.skip("no PostgreSQL (run deploy/start-postgres.sh)")
+    import psycopg2
+
+    database = f"crowd_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(PG_DSN)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {database}")
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    config = yaml.safe_load((Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_text())
+    base, _, _ = PG_DSN.rpartition("/")
+    # psycopg2 explicitly: see the scheme note in deploy/dagster.yaml
+    url = f"{base}/{database}".replace("postgresql://", "postgresql+psycopg2://", 1)
+    config["storage"] = {"postgres": {"postgres_url": url}}
+    config.pop("run_coordinator", None)  # runs are executed directly by the test, not by a daemon
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    try:
+        yield instance
+    finally:
+        instance.dispose()
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.mark.postgres
+def test_pipeline_on_a_postgres_instance(tmp_path, pg_instance, monkeypatch):
+    home = tmp_path / "crowd"
+    monkeypatch.setenv("CROWD_HOME", str(home))
+    simulated = _simulate(home)
+    summary = process_pending(get_settings(home), pg_instance, purpose="test-pg", actor="pytest", progress=lambda _: None)
+    assert summary.ok, summary.failed_runs
+    runs = pg_instance.get_runs()
+    assert runs and all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+    assert {run.tags.get("crowd/purpose") for run in runs} == {"test-pg"}
+    # The event log lives in PostgreSQL: materializations of the window assets are there.
+    materialized = pg_instance.get_latest_materialization_event(dg.AssetKey("district_density"))
+    assert materialized is not None
+    accepted = _rows(home, "SELECT count(*) FROM drops WHERE feed = 'events' AND status = 'accepted'")[0][0]
+    assert accepted == sum(simulated["drops"].values())
+
+
+def test_concurrent_runs_equal_a_serial_run(tmp_path, monkeypatch):
+    """Five operators' drops of day 2 land at once, with a duplicate and a late drop mixed in,
+    while a backfill of day 1 runs: separate processes (multiprocess executor), one DuckDB."""
+    faults = frozenset({"duplicate", "late"})
+    serial_home, parallel_home = tmp_path / "serial", tmp_path / "parallel"
+    for home in (serial_home, parallel_home):
+        _simulate(home, days=2, faults=faults)
+
+    # Reference: everything one after the other.
+    monkeypatch.setenv("CROWD_HOME", str(serial_home))
+    with dg.instance_for_test() as instance:
+        summary = process_pending(get_settings(serial_home), instance, purpose="serial", progress=lambda _: None)
+        assert summary.ok, summary.failed_runs
+
+    # Concurrent: geography first (cells must be known), then day 1 as one backfill run while
+    # each window of day 2 is its own run, all launched together.
+    monkeypatch.setenv("CROWD_HOME", str(parallel_home))
+    with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 1}}}) as instance:
+        from crowd_platform.definitions import defs
+
+        first_window = f"{DAY1:%Y-%m-%d}-{HOURS[0]:02d}:00"
+        geography = defs.resolve_job_def("geography_job").execute_in_process(instance=instance, partition_key=first_window)
+        assert geography.success
+        day2_windows = [f"{DAY2:%Y-%m-%d}-{hour:02d}:{minute:02d}" for hour in range(*HOURS) for minute in (0, 15, 30, 45)]
+        launches = [range_tags(f"{DAY1:%Y-%m-%d}-{HOURS[0]:02d}:00", f"{DAY1:%Y-%m-%d}-{HOURS[1] - 1:02d}:45")]
+        launches += [{"dagster/partition": window} for window in day2_windows]
+
+        def launch(tags: dict[str, str]) -> bool:
+            with dg.execute_job(dg.reconstructable(window_job_definition), instance=instance, tags={**tags, "crowd/purpose": "concurrency-test"},
+                                asset_selection=[dg.AssetKey(key) for key in ("operator_drops", "staged_events", "bts_presence", "district_density")]) as result:
+                return result.success
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            outcomes = list(pool.map(launch, launches))
+        assert all(outcomes), outcomes
+
+    assert _rows(parallel_home, DROPS_SQL) == _rows(serial_home, DROPS_SQL)
+    statuses = {row[0] for row in _rows(parallel_home, "SELECT DISTINCT status FROM drops")}
+    assert "duplicate" in statuses and "quarantined" not in statuses
+    assert _rows(parallel_home, PRESENCE_SQL) == _rows(serial_home, PRESENCE_SQL)
+    assert _rows(parallel_home, DENSITY_SQL) == _rows(serial_home, DENSITY_SQL)
