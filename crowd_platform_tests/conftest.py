@@ -42,6 +42,7 @@ class PipelineRun:
     summary: object
     simulated: dict
     quarantined_drop: str | None
+    quarantined_window: str | None  # its partition key
 
 
 @pytest.fixture(scope="session")
@@ -77,10 +78,14 @@ def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
 
     connection = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        row = connection.execute("SELECT min(drop_id) FROM drops WHERE status = 'quarantined'").fetchone()
+        row = connection.execute(
+            "SELECT drop_id, strftime(window_start AT TIME ZONE 'UTC', '%Y-%m-%d-%H:%M') FROM drops "
+            "WHERE status = 'quarantined' ORDER BY drop_id LIMIT 1"
+        ).fetchone() or (None, None)
     finally:
         connection.close()
-    yield PipelineRun(home=home, dagster_home=dagster_home, summary=summary, simulated=simulated, quarantined_drop=row[0])
+    yield PipelineRun(home=home, dagster_home=dagster_home, summary=summary, simulated=simulated,
+                      quarantined_drop=row[0], quarantined_window=row[1])
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)

@@ -90,6 +90,7 @@ def process_pending(
     sensor_def = defs.resolve_sensor_def("landing_sensor")
     tags = run_tags(purpose or settings.purpose, actor)
     summary = RunSummary()
+    recover(settings, instance, defs, tags, summary, progress)
     cursor: str | None = None
     for _tick in range(max_ticks):
         context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
@@ -140,6 +141,37 @@ def _run_requests(
             _execute(defs, instance, job_name, summary, progress, str(request.partition_key),
                      partition_key=request.partition_key, run_config=request.run_config,
                      tags={**tags, **request.tags})
+
+
+def recover(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    tags: dict[str, str],
+    summary: RunSummary,
+    progress: Progress,
+) -> None:
+    """Finish what a crash left: re-land unfinished drops, re-execute interrupted runs once.
+
+    The CLI is the only runner of its embedded instance, so a run still marked as started is
+    a dead one (see lib/recovery.py).
+    """
+    from crowd_platform.lib import warehouse
+    from crowd_platform.lib.recovery import RESUMES_TAG, interrupted_runs, reland_interrupted_drops
+
+    dead = interrupted_runs(instance, mark_failed=True)
+    if settings.warehouse_path.exists():
+        with warehouse.connect(settings.warehouse_path) as connection:
+            relanded = reland_interrupted_drops(settings, connection, active_run_ids=set())
+        if relanded:
+            progress(f"  recovery: {len(relanded)} unfinished drops put back into landing from raw/")
+    partition_tags = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+    for run in dead:
+        kept = {key: value for key, value in run.tags.items() if key in partition_tags}
+        progress(f"  recovery: re-running interrupted {run.job_name} {kept or ''} (run {run.run_id[:8]})")
+        selection = list(run.asset_selection) if run.asset_selection else None
+        _execute(defs, instance, run.job_name, summary, progress, f"resume of {run.run_id[:8]}",
+                 tags={**tags, **kept, RESUMES_TAG: run.run_id}, asset_selection=selection)
 
 
 def process_day(

@@ -33,7 +33,9 @@ class OperatorDropsConfig(dg.Config):
 
 def _outcome_table(outcomes: list[DropOutcome]) -> str:
     lines = ["| drop_id | operator | feed | status | reason |", "|---|---|---|---|---|"]
-    for outcome in outcomes[:100]:
+    # Problems first: a quarantined drop must be visible even in a day-long backfill.
+    ordered = sorted(outcomes, key=lambda outcome: (outcome.status in ("validated", "accepted"), outcome.drop_id))
+    for outcome in ordered[:100]:
         lines.append(f"| {outcome.drop_id} | {outcome.operator} | {outcome.feed} | {outcome.status} | {(outcome.reason or '').replace('|', '/')} |")
     return "\n".join(lines)
 
