@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -30,7 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
+    _add_home_everywhere(parser)
     return parser
+
+
+def _add_home_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Every command, at every depth, takes --home (the storage root, else $CROWD_HOME)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                if not any("--home" in option.option_strings for option in subparser._actions):
+                    # SUPPRESS: a nested command must not reset a --home given to its parent
+                    subparser.add_argument("--home", default=argparse.SUPPRESS,
+                                           help="storage root (default $CROWD_HOME or ./.crowd)")
+                _add_home_everywhere(subparser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    if getattr(args, "home", None):
+        # Commands that read settings from the environment see the same root.
+        os.environ["CROWD_HOME"] = str(args.home)
     try:
         return int(args.handler(args) or 0)
     except CliError as error:

@@ -15,15 +15,16 @@ gives the same alert ids (``alert_id`` = hash of level, place and opened window)
 
 from __future__ import annotations
 
-import os
-
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+
+from crowd_platform.lib.crashpoints import crash_point
 
 MAD_TO_SIGMA = 1.4826  # MAD * 1.4826 estimates the standard deviation of a normal variable
 SITE_LEVEL = "site"
@@ -416,6 +417,7 @@ def evaluate_range(
                          details={"window_start": window_start.isoformat(), "transition": kind, "reason": "rerun"})
         _refresh_alert_rows(con, touched | {t.alert_id for t in transitions}, run_id, code_version)
         later = con.execute("SELECT count(*) FROM alert_evaluations WHERE window_start >= ?", [end]).fetchone()[0]
+        crash_point("alerts_writing")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

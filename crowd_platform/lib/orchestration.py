@@ -23,6 +23,7 @@ from crowd_platform.lib.partitions import DAY_KEY_FORMAT, parse_window_key, rang
 from crowd_platform.lib.settings import Settings
 
 Progress = Callable[[str], None]
+CONSOLE_LOG_LEVEL = os.environ.get("CROWD_LOG_LEVEL", "WARNING")
 
 
 @dataclass
@@ -64,7 +65,11 @@ def _execute(
     **kwargs,
 ) -> bool:
     job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    # The console shows our one-line progress; Dagster's step events stay in the event log
+    # (and the UI) at full detail, only warnings and errors are echoed.
+    run_config = dict(kwargs.pop("run_config", None) or {})
+    run_config.setdefault("loggers", {"console": {"config": {"log_level": CONSOLE_LOG_LEVEL}}})
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
     summary.runs += 1
     if not result.success:
         summary.failed_runs.append(f"{job_name} {label} (run {result.run_id})")

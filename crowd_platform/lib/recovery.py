@@ -82,6 +82,9 @@ def interrupted_runs(instance: dg.DagsterInstance, mark_failed: bool) -> list[dg
             continue
         if run.status in UNFINISHED and mark_failed:
             instance.report_run_failed(run, message="process died before the run finished; resumed by crowd-platform run")
+            # A killed run never gives back its pool slot (duckdb_warehouse, limit 1): without
+            # this, every later run would wait for it forever.
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             found.append(run)
         elif run.status == dg.DagsterRunStatus.FAILURE:
             found.append(run)

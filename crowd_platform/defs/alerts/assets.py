@@ -16,6 +16,7 @@ from crowd_platform.lib.partitions import single_run, window_bounds, window_part
 from crowd_platform.lib.provenance import code_version
 from crowd_platform.lib.resources import CrowdPlatform
 from crowd_platform.lib.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sql
+from crowd_platform.lib.crashpoints import crash_point
 
 ALERTS_CODE_VERSION = "alerts-1"
 
@@ -139,6 +140,7 @@ def broadcast_requests(context: dg.AssetExecutionContext, crowd: CrowdPlatform) 
                 path = settings.outbox / request["operator"] / f"{request['request_id']}.json"
                 if write_outbox_file(path, request):
                     files_written += 1
+                    crash_point("broadcast_written")
                 if request["request_id"] in existing:
                     continue
                 con.execute(

@@ -25,6 +25,7 @@ from crowd_platform.lib.provenance import code_version
 from crowd_platform.lib.resources import CrowdPlatform
 from crowd_platform.lib.settings import Settings
 from crowd_platform.lib.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sql
+from crowd_platform.lib.crashpoints import crash_point
 
 LOCATION_RULES = ("any", "last", "modal")
 BASELINE_LOOKBACK_DAYS = 28  # also the Dagster partition mapping below: keep them equal
@@ -231,6 +232,7 @@ def compute_district_density(con: duckdb.DuckDBPyConnection, settings: Settings,
                   "k": settings.k_anonymity, **{f"published_{key}": value for key, value in suppression.items()}}
         audit.append(con, "district_density.materialize", purpose=settings.purpose, object_kind="window_range",
                      object_id=f"{start.isoformat()}/{end.isoformat()}", run_id=run_id, details=result)
+        crash_point("density_writing")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -26,6 +26,7 @@ from crowd_platform.lib.ingest.layout import ParseError, stage_drop
 from crowd_platform.lib.ingest.manifest import MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
 from crowd_platform.lib.ingest.rules import RuleContext, RuleResult, compile_rules, run_duckdb_rules, run_gx_rules
 from crowd_platform.lib.settings import Settings
+from crowd_platform.lib.crashpoints import crash_point
 
 log = logging.getLogger(__name__)
 FINAL_STATUSES = ("accepted", "quarantined", "superseded", "rejected", "deleted")
@@ -206,6 +207,7 @@ def ingest_drop(
                sha256=actual_sha, bytes=actual_bytes, declared_rows=manifest.row_count, delivery=manifest.delivery)
     data_path.unlink()
     manifest_path.unlink()
+    crash_point("ingest_received")
 
     def fail(reason: str, stage: str, failed: list[dict[str, Any]] | None = None, rows: int | None = None) -> DropOutcome:
         return quarantine_drop(settings, connection, drop_id, reason, stage=stage, failed_rules=failed or [], run_id=run_id, rows=rows)
@@ -461,6 +463,7 @@ def publish_window(settings: Settings, connection, start: datetime, end: datetim
         target = lake_file(settings, drop)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, target)  # atomic on one filesystem: readers see all or nothing
+        crash_point("publish_moved")
         rivals = fetch_dicts(connection,
             "SELECT drop_id, delivery, received_at, lake_path FROM drops WHERE status = 'accepted' AND operator = ? AND feed = ? "
             "AND window_start = ? AND drop_id <> ?", [drop["operator"], drop["feed"], drop["window_start"], drop["drop_id"]])
