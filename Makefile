@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CROWD_HOME ?= $(CURDIR)/.crowd
 export CROWD_HOME
 
-.PHONY: venv demo test dev audit-ui bench clean lint-contracts
+.PHONY: venv demo test test-resilience dev audit-ui bench clean lint-contracts
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/crowd-platform demo --fresh
 
+# Default suite (under 10 minutes on 2 cores); the crash-safety suite is `make test-resilience`.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not slow"
+
+test-resilience: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m slow
 
 dev: $(STAMP)
 	mkdir -p $(CROWD_HOME)/dagster_home

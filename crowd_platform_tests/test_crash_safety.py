@@ -29,6 +29,10 @@ GATHERING = {"id": "istiqlal", "lon": 106.8313, "lat": -6.1702, "start": "2020-0
 LAST_DAY_STAMP = "20200319T"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+# Minutes, not seconds: outside the default suite (`make test`), run by `make test-resilience`
+# and by CI on every submission.
+pytestmark = pytest.mark.slow
+
 COMPARED = {
     "drops": "SELECT drop_id, status, lake_path IS NOT NULL FROM drops ORDER BY ALL",
     "bts_presence": "SELECT window_start, operator, place_level, place_id, subscribers FROM bts_presence ORDER BY ALL",
