@@ -317,7 +317,7 @@ def test_routable_bad_drop_quarantined_with_reason(corpus, case, operator, build
     assert status == "quarantined", (case, status, why)
     assert reason.lower() in why.lower(), (case, why)
     assert "\n" not in why
-    report = json.loads((Path(quarantine_path) / "report.json").read_text())
+    report = json.loads((corpus["settings"].resolve(quarantine_path) / "report.json").read_text())
     assert report["drop_id"] == drop_id and report["reason"] == why
 
 
@@ -359,7 +359,7 @@ def test_reports_hold_row_numbers_never_values(corpus):
     hex_key = re.compile(r"[0-9a-f]{64}")
     assert not any(row[5] and hex_key.search(row[5]) for row in corpus["drops"])
     drop = _drop_for_case(corpus, "msisdn_plus62")
-    report = json.loads((Path(drop[6]) / "report.json").read_text())
+    report = json.loads((corpus["settings"].resolve(drop[6]) / "report.json").read_text())
     rule = next(item for item in report["failed_rules"] if item["rule"] == "subscriber_key_not_msisdn" and item["engine"] == "duckdb")
     assert rule["unexpected_count"] == 3 and rule["example_rows"] == [1, 2, 3]
 

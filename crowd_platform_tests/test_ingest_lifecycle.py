@@ -64,13 +64,13 @@ def test_accepted_drop_lands_in_lake_with_utc_times(home):
     _run(home)
     (drop,) = _drops(home)
     assert drop["status"] == "accepted" and drop["rows_loaded"] == 120
-    lake = Path(drop["lake_path"])
+    lake = settings.resolve(drop["lake_path"])
     assert lake.parent == settings.events_lake / "date=2020-03-31" / "window=0100" / "operator=telkomsel"
     staged = pl.read_parquet(lake)
     assert staged.columns == ["subscriber_key", "cell_id", "event_time", "event_type"]
     # Jakarta local time in the drop -> UTC in the lake, exactly the canonical events.
     assert staged.sort(["subscriber_key", "event_time"]).equals(events.sort(["subscriber_key", "event_time"]).select(staged.columns))
-    assert Path(drop["raw_path"]).is_file() and not (settings.staging / drop["drop_id"]).exists()
+    assert settings.resolve(drop["raw_path"]).is_file() and not (settings.staging / drop["drop_id"]).exists()
     assert _audit_actions(home) == ["drop_received", "drop_validated", "drop_published"]
     assert list(settings.landing.rglob("*.*")) == []
 
@@ -105,7 +105,7 @@ def test_corrected_redrop_supersedes_and_lake_holds_only_new(home):
     assert second["status"] == "accepted" and second["delivery"] == 2
     lake_files = list(settings.events_lake.rglob("*.parquet"))
     assert [path.name for path in lake_files] == [f"{second['drop_id']}.parquet"]
-    assert Path(first["raw_path"]).is_file()  # kept until retention
+    assert settings.resolve(first["raw_path"]).is_file()  # kept until retention
     assert "drop_superseded" in _audit_actions(home)
 
 
@@ -141,8 +141,8 @@ def test_cells_drop_published_to_cells_lake(home):
     _run(home)
     (drop,) = _drops(home)
     assert drop["status"] == "accepted" and drop["feed"] == "cells"
-    cells = pl.read_parquet(drop["lake_path"])
-    assert Path(drop["lake_path"]).parent == settings.lake / "cells" / "operator=telkomsel"
+    cells = pl.read_parquet(settings.resolve(drop["lake_path"]))
+    assert settings.resolve(drop["lake_path"]).parent == settings.lake / "cells" / "operator=telkomsel"
     assert cells.columns == ["cell_id", "lon", "lat", "radio"] and cells.height == 20
 
 
@@ -184,7 +184,7 @@ def test_sixth_operator_added_by_contract_only(home, tmp_path_factory, monkeypat
     _run(home)
     (drop,) = _drops(home)
     assert drop["operator"] == "nusantara" and drop["status"] == "accepted", drop["reason"]
-    staged = pl.read_parquet(drop["lake_path"])
+    staged = pl.read_parquet(settings.resolve(drop["lake_path"]))
     assert staged.sort(["subscriber_key", "event_time"]).equals(events.sort(["subscriber_key", "event_time"]).select(staged.columns))
 
 
@@ -199,7 +199,7 @@ def test_blocking_checks_stop_publish_when_staging_is_tampered(home):
         staging = settings.staging / drop["drop_id"] / "events.parquet"
         # A must-never-happen: a phone number in a staged file, and raw bytes changed after audit.
         pl.read_parquet(staging).with_columns(pl.lit("+6281234567890").alias("subscriber_key")).write_parquet(staging)
-        with open(drop["raw_path"], "ab") as handle:
+        with open(settings.resolve(drop["raw_path"]), "ab") as handle:
             handle.write(b"tampered")
         result = dg.materialize([operator_drops, staged_events], resources=resources, instance=instance,
                                 partition_key=PARTITION, raise_on_error=False)
@@ -230,4 +230,4 @@ def test_utf8_bom_is_tolerated(home):
     _run(home)
     (drop,) = _drops(home)
     assert drop["status"] == "accepted", drop["reason"]
-    assert pl.read_parquet(drop["lake_path"]).height == 25
+    assert pl.read_parquet(settings.resolve(drop["lake_path"])).height == 25

@@ -70,6 +70,6 @@ def test_release_after_contract_fix_and_reject(tmp_path, monkeypatch, capsys):
         actions = [row[0] for row in con.execute("SELECT action FROM audit_log ORDER BY seq").fetchall()]
         lake_path = con.execute("SELECT lake_path FROM drops WHERE drop_id = ?", [first]).fetchone()[0]
     assert statuses == {first: "accepted", second: "rejected"}
-    assert Path(lake_path).is_file()
+    assert settings.resolve(lake_path).is_file()
     assert "drop_released" in actions and "drop_rejected" in actions and actions.count("drop_published") == 1
     assert list(settings.landing.rglob("*.*")) == []

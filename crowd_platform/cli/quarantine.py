@@ -74,7 +74,7 @@ def _show(args: argparse.Namespace) -> int:
                                    "WHERE drop_id = ? ORDER BY passed, rule, engine", [args.drop_id])
     print(f"drop      {drop['drop_id']}\noperator  {drop['operator']}\nfeed      {drop['feed']}\nstatus    {drop['status']}")
     print(f"file      {drop['file_name']}\nsha256    {drop['sha256']}\nreason    {drop['reason'] or '-'}")
-    report = Path(drop["quarantine_path"] or "") / "report.json"
+    report = (settings.resolve(drop["quarantine_path"]) or Path("")) / "report.json"
     if drop["quarantine_path"] and report.is_file():
         print(f"report    {report}")
     for result in results:
@@ -114,7 +114,7 @@ def _release(args: argparse.Namespace) -> int:
         drop = _drop(con, args.drop_id)
         if drop["status"] != "quarantined":
             raise CliError(f"drop {args.drop_id} is {drop['status']}, only quarantined drops can be released")
-        folder = Path(drop["quarantine_path"] or "")
+        folder = settings.resolve(drop["quarantine_path"]) or Path("")
         data, manifest = folder / (drop["file_name"] or ""), folder / (drop["manifest_name"] or "")
         if not drop["window_start"] or not drop["manifest_name"] or not data.is_file() or not manifest.is_file():
             raise CliError(f"drop {args.drop_id} has no data file and manifest in quarantine (unroutable drops cannot be released; re-drop instead)")

@@ -53,7 +53,7 @@ def reland_interrupted_drops(settings: Settings, connection: duckdb.DuckDBPyConn
                                         "WHERE status = 'received' ORDER BY received_at"):
         if drop["run_id"] in active_run_ids or not drop["raw_path"]:
             continue
-        raw = Path(drop["raw_path"])
+        raw = settings.resolve(drop["raw_path"])
         raw_manifest = raw.with_name(raw.name + MANIFEST_SUFFIX)
         if not raw.exists() or not raw_manifest.exists():
             log.warning("drop %s is unfinished but its raw copy is gone; left for an operator", drop["drop_id"])

@@ -118,6 +118,21 @@ class Settings:
         path = Path(relative)
         return path if path.is_absolute() else PROJECT_ROOT / path
 
+    def stored(self, path: Path) -> str:
+        """How a path under CROWD_HOME is recorded in the warehouse: relative to the root, so
+        a storage root can be moved, restored from backup or copied without rewriting rows."""
+        try:
+            return str(Path(path).resolve().relative_to(self.home))
+        except ValueError:
+            return str(path)
+
+    def resolve(self, stored: str | None) -> Path | None:
+        """The file system path of a recorded path (relative to CROWD_HOME, or absolute)."""
+        if not stored:
+            return None
+        path = Path(stored)
+        return path if path.is_absolute() else self.home / path
+
     def ensure_dirs(self) -> None:
         for path in (
             self.landing,

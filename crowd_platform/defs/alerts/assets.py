@@ -16,6 +16,7 @@ from crowd_platform.lib.partitions import single_run, window_bounds, window_part
 from crowd_platform.lib.provenance import code_version
 from crowd_platform.lib.resources import CrowdPlatform
 from crowd_platform.lib.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sql
+from crowd_platform.lib.asset_metadata import table_metadata
 from crowd_platform.lib.crashpoints import crash_point
 
 ALERTS_CODE_VERSION = "alerts-1"
@@ -44,6 +45,12 @@ def crowd_alerts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     with crowd.warehouse() as con:
         summary = evaluate_range(con, settings, rules, start, end, run_id=context.run_id, code_version=code_version())
         open_alerts = con.execute("SELECT count(*) FROM crowd_alerts WHERE state <> 'closed'").fetchone()[0]
+        table = table_metadata(con, "crowd_alerts", window=(start, end), time_column="last_window", lineage={
+            "observed": [("district_density", "people_estimate"), ("bts_presence", "subscribers")],
+            "baseline_median": [("density_baseline", "median")],
+            "baseline_mad": [("density_baseline", "mad")],
+            "drop_ids": [("district_density", "drop_ids")],
+        })
     if summary["windows_skipped_no_baseline"]:
         context.log.warning(
             f"{summary['windows_skipped_no_baseline']} of {summary['windows']} windows not evaluated: "
@@ -57,6 +64,7 @@ def crowd_alerts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     metadata["open_alerts_total"] = open_alerts
     metadata["rules"] = dg.MetadataValue.json(rules.as_dict())
     metadata["code_version"] = code_version()
+    metadata.update(table)
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -195,6 +203,11 @@ def broadcast_requests(context: dg.AssetExecutionContext, crowd: CrowdPlatform) 
         "http_delivered": len(results) - len(failed),
         "http_failed": len(failed),
         "operators": dg.MetadataValue.json(sorted({request["operator"] for request in built})),
+        "dagster/column_lineage": dg.TableColumnLineage(deps_by_column={
+            "cell_ids": [dg.TableColumnDep(asset_key=dg.AssetKey("bts_registry"), column_name="cell_id"),
+                         dg.TableColumnDep(asset_key=dg.AssetKey("bts_district_weights"), column_name="weight")],
+            "alert_id": [dg.TableColumnDep(asset_key=dg.AssetKey("crowd_alerts"), column_name="alert_id")],
+        }),
     }
     if failed:
         # Recorded above; failing the step makes it visible and a retry resends only these.

@@ -25,6 +25,7 @@ from crowd_platform.lib.provenance import code_version
 from crowd_platform.lib.resources import CrowdPlatform
 from crowd_platform.lib.settings import Settings
 from crowd_platform.lib.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sql
+from crowd_platform.lib.asset_metadata import table_metadata
 from crowd_platform.lib.crashpoints import crash_point
 
 LOCATION_RULES = ("any", "last", "modal")
@@ -332,8 +333,12 @@ def bts_presence(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     settings = crowd.settings
     with crowd.warehouse() as con:
         result = compute_bts_presence(con, settings, start, end, context.run_id)
+        table = table_metadata(con, "bts_presence", window=(start, end), lineage={
+            "place_id": [("staged_events", "cell_id"), ("bts_registry", "site_id")],
+            "subscribers": [("staged_events", "subscriber_key"), ("staged_events", "event_time")],
+        })
     context.log.info(f"bts_presence {start:%Y-%m-%d %H:%M}..{end:%H:%M}: {result['drops']} drops, rule {result['location_rule']}")
-    return dg.MaterializeResult(metadata={**_metadata(result, start, end), "code_version": code_version()})
+    return dg.MaterializeResult(metadata={**_metadata(result, start, end), **table, "code_version": code_version()})
 
 
 @dg.asset(
@@ -354,8 +359,15 @@ def district_density(context: dg.AssetExecutionContext, crowd: CrowdPlatform) ->
     settings = crowd.settings
     with crowd.warehouse() as con:
         result = compute_district_density(con, settings, start, end, context.run_id)
+        table = table_metadata(con, "district_density", window=(start, end), lineage={
+            "subscribers": [("bts_presence", "subscribers"), ("bts_district_weights", "weight")],
+            "people_estimate": [("bts_presence", "subscribers"), ("bts_district_weights", "weight")],
+            "density_per_km2": [("bts_presence", "subscribers"), ("bts_district_weights", "weight"), ("districts", "land_area_km2")],
+            "district_code": [("bts_district_weights", "district_code"), ("districts", "parent_code")],
+            "drop_ids": [("staged_events", "drop_id")],
+        })
     context.log.info(f"district_density {start:%Y-%m-%d %H:%M}..{end:%H:%M}: {result['rows']} rows")
-    return dg.MaterializeResult(metadata={**_metadata(result, start, end), "code_version": code_version()})
+    return dg.MaterializeResult(metadata={**_metadata(result, start, end), **table, "code_version": code_version()})
 
 
 @dg.asset(
@@ -403,8 +415,12 @@ def density_baseline(context: dg.AssetExecutionContext, crowd: CrowdPlatform) ->
     start, end = window_bounds(context)
     with crowd.warehouse() as con:
         result = compute_density_baseline(con, crowd.settings, start, end, context.run_id)
+        table = table_metadata(con, "density_baseline", window=(start.date(), end.date()), time_column="day", lineage={
+            "median": [("district_density", "people_estimate"), ("bts_presence", "subscribers")],
+            "mad": [("district_density", "people_estimate"), ("bts_presence", "subscribers")],
+        })
     context.log.info(f"density_baseline {start:%Y-%m-%d}..{end:%Y-%m-%d}: {result['rows']} rows")
-    return dg.MaterializeResult(metadata={**_metadata(result, start, end), "code_version": code_version()})
+    return dg.MaterializeResult(metadata={**_metadata(result, start, end), **table, "code_version": code_version()})
 
 
 DENSITY_ASSETS = [bts_presence, district_density, district_presence_daily, density_baseline]

@@ -66,7 +66,7 @@ def contract_rules_check(settings: Settings, con, start: datetime, end: datetime
             problems.append(f"{drop['drop_id']}: no passing validation record")
         if not staging_file(settings, drop["drop_id"], drop["feed"]).exists():
             problems.append(f"{drop['drop_id']}: staging file missing")
-        raw = Path(drop["raw_path"] or "")
+        raw = settings.resolve(drop["raw_path"]) or Path("")
         if not raw.is_file() or file_sha256(raw) != drop["sha256"]:
             problems.append(f"{drop['drop_id']}: raw copy missing or hash differs")
     for drop in fetch_dicts(con, "SELECT drop_id FROM drops WHERE status = 'quarantined' AND window_start >= ? AND window_start < ?", [start, end]):
@@ -117,7 +117,8 @@ def manifest_matches_check(settings: Settings, con, start: datetime, end: dateti
     staged = _staged(con, start, end)
     for drop in staged:
         path = staging_file(settings, drop["drop_id"], drop["feed"])
-        raw_manifest = Path(str(drop["raw_path"]) + MANIFEST_SUFFIX)
+        raw = settings.resolve(drop["raw_path"]) or Path("")
+        raw_manifest = raw.with_name(raw.name + MANIFEST_SUFFIX)
         if not path.exists() or not raw_manifest.exists():
             mismatches.append((drop["drop_id"], "staging file or raw manifest missing"))
             continue

@@ -201,7 +201,7 @@ def ingest_drop(
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)",
             [drop_id, manifest.operator, manifest.feed, manifest.file, manifest_name, actual_sha, actual_bytes, manifest.row_count,
              manifest.window_start, manifest.window_end, manifest.delivery, manifest.key_id, received_at,
-             contract.contract_id if contract else None, manifest.contract_version, str(raw_path), run_id],
+             contract.contract_id if contract else None, manifest.contract_version, settings.stored(raw_path), run_id],
         )
         _audit(connection, settings, "drop_received", drop_id, run_id, operator=manifest.operator, feed=manifest.feed,
                sha256=actual_sha, bytes=actual_bytes, declared_rows=manifest.row_count, delivery=manifest.delivery)
@@ -329,7 +329,7 @@ def quarantine_drop(
     operator, feed, file_name, manifest_name, sha, size, raw_path, contract_id, contract_version = drop
     target = settings.quarantine / drop_id
     target.mkdir(parents=True, exist_ok=True)
-    raw = Path(raw_path)
+    raw = settings.resolve(raw_path) or Path("")
     _fsync_copy(raw, target / file_name)
     raw_manifest = raw.with_name(raw.name + MANIFEST_SUFFIX)
     if raw_manifest.exists():
@@ -345,7 +345,7 @@ def quarantine_drop(
     with _Txn(connection):
         connection.execute(
             "UPDATE drops SET status = 'quarantined', reason = ?, quarantine_path = ?, raw_path = NULL, validated_at = ?, rows_loaded = ? WHERE drop_id = ?",
-            [reason, str(target), utcnow(), rows, drop_id],
+            [reason, settings.stored(target), utcnow(), rows, drop_id],
         )
         _audit(connection, settings, "drop_quarantined", drop_id, run_id, stage=stage, reason=reason,
                failed_rules=sorted({item["rule"] for item in failed_rules}))
@@ -379,7 +379,7 @@ def _quarantine_landing(settings, connection, manifest: Manifest, manifest_path:
             "delivery, key_id, received_at, contract_version, status, reason, quarantine_path, run_id) "
             "VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?, 'quarantined', ?, ?, ?)",
             [drop_id, manifest.operator, manifest.feed, manifest.file, manifest_path.name, manifest.row_count, manifest.window_start,
-             manifest.window_end, manifest.delivery, manifest.key_id, utcnow(), manifest.contract_version, reason, str(target), run_id],
+             manifest.window_end, manifest.delivery, manifest.key_id, utcnow(), manifest.contract_version, reason, settings.stored(target), run_id],
         )
         _audit(connection, settings, "drop_received", drop_id, run_id, operator=manifest.operator, feed=manifest.feed, manifest_sha256=manifest_sha)
         _audit(connection, settings, "drop_quarantined", drop_id, run_id, stage="manifest", reason=reason)
@@ -435,7 +435,7 @@ def quarantine_unroutable(settings: Settings, connection, entry: UnroutableEntry
         connection.execute(
             "INSERT INTO drops (drop_id, operator, file_name, received_at, status, reason, quarantine_path, run_id) "
             "VALUES (?, ?, ?, ?, 'quarantined', ?, ?, ?)",
-            [drop_id, operator, ", ".join(printable)[:500], utcnow(), reason, str(target), run_id],
+            [drop_id, operator, ", ".join(printable)[:500], utcnow(), reason, settings.stored(target), run_id],
         )
         _audit(connection, settings, "drop_received", drop_id, run_id, operator_folder=operator, files=len(paths))
         _audit(connection, settings, "drop_quarantined", drop_id, run_id, stage="routing", reason=reason)
@@ -470,7 +470,7 @@ def publish_window(settings: Settings, connection, start: datetime, end: datetim
         newer = [rival for rival in rivals if (rival["delivery"], rival["received_at"]) > (drop["delivery"], drop["received_at"])]
         older = [rival for rival in rivals if rival not in newer]
         with _Txn(connection):
-            connection.execute("UPDATE drops SET status = 'accepted', lake_path = ? WHERE drop_id = ?", [str(target), drop["drop_id"]])
+            connection.execute("UPDATE drops SET status = 'accepted', lake_path = ? WHERE drop_id = ?", [settings.stored(target), drop["drop_id"]])
             _audit(connection, settings, "drop_published", drop["drop_id"], run_id, lake_path=str(target.relative_to(settings.home)), rows=drop["rows_loaded"])
             winner = max(newer, key=lambda rival: (rival["delivery"], rival["received_at"]))["drop_id"] if newer else drop["drop_id"]
             losers = older + ([drop] if newer else [])
@@ -478,10 +478,10 @@ def publish_window(settings: Settings, connection, start: datetime, end: datetim
                 connection.execute("UPDATE drops SET status = 'superseded', superseded_by = ?, lake_path = NULL WHERE drop_id = ?",
                                    [winner, loser["drop_id"]])
                 _audit(connection, settings, "drop_superseded", loser["drop_id"], run_id, superseded_by=winner)
-        for loser in older + ([{"lake_path": str(target)}] if newer else []):
+        for loser in older + ([{"lake_path": settings.stored(target)}] if newer else []):
             # Lake file removed (no downstream read), raw copy kept until retention.
             if loser.get("lake_path"):
-                Path(loser["lake_path"]).unlink(missing_ok=True)
+                settings.resolve(loser["lake_path"]).unlink(missing_ok=True)
         shutil.rmtree(settings.staging / drop["drop_id"], ignore_errors=True)
         outcomes.append(DropOutcome(drop["drop_id"], drop["operator"], drop["feed"], "superseded" if newer else "accepted", rows=drop["rows_loaded"]))
     return outcomes
