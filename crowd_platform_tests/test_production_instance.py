@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import duckdb
 import pytest
 import yaml
 
-from crowd_platform.lib.orchestration import process_pending, window_job_definition
+from crowd_platform.lib.orchestration import process_pending
 from crowd_platform.lib.partitions import range_tags
 from crowd_platform.lib.settings import get_settings
 from crowd_platform.lib.simulator import simulate
@@ -94,9 +93,16 @@ def test_pipeline_on_a_postgres_instance(tmp_path, pg_instance, monkeypatch):
     assert accepted == sum(simulated["drops"].values())
 
 
-def test_concurrent_runs_equal_a_serial_run(tmp_path, monkeypatch):
+@pytest.mark.postgres
+@pytest.mark.slow  # each multiprocess run spawns a process per step (~45 s of CPU per run)
+def test_concurrent_runs_equal_a_serial_run(tmp_path, monkeypatch, pg_instance):
     """Five operators' drops of day 2 land at once, with a duplicate and a late drop mixed in,
-    while a backfill of day 1 runs: separate processes (multiprocess executor), one DuckDB."""
+    while a backfill of day 1 runs: each run in its own OS process with the multiprocess
+    executor, all against one PostgreSQL Dagster instance and one DuckDB warehouse."""
+    import json
+    import subprocess
+    import sys
+
     faults = frozenset({"duplicate", "late"})
     serial_home, parallel_home = tmp_path / "serial", tmp_path / "parallel"
     for home in (serial_home, parallel_home):
@@ -109,27 +115,30 @@ def test_concurrent_runs_equal_a_serial_run(tmp_path, monkeypatch):
         assert summary.ok, summary.failed_runs
 
     # Concurrent: geography first (cells must be known), then day 1 as one backfill run while
-    # each window of day 2 is its own run, all launched together.
+    # each window of day 2 is its own run, all started together.
     monkeypatch.setenv("CROWD_HOME", str(parallel_home))
-    with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 1}}}) as instance:
-        from crowd_platform.definitions import defs
+    from crowd_platform.definitions import defs
 
-        first_window = f"{DAY1:%Y-%m-%d}-{HOURS[0]:02d}:00"
-        geography = defs.resolve_job_def("geography_job").execute_in_process(instance=instance, partition_key=first_window)
-        assert geography.success
-        day2_windows = [f"{DAY2:%Y-%m-%d}-{hour:02d}:{minute:02d}" for hour in range(*HOURS) for minute in (0, 15, 30, 45)]
-        launches = [range_tags(f"{DAY1:%Y-%m-%d}-{HOURS[0]:02d}:00", f"{DAY1:%Y-%m-%d}-{HOURS[1] - 1:02d}:45")]
-        launches += [{"dagster/partition": window} for window in day2_windows]
+    first_window = f"{DAY1:%Y-%m-%d}-{HOURS[0]:02d}:00"
+    geography = defs.resolve_job_def("geography_job").execute_in_process(instance=pg_instance, partition_key=first_window)
+    assert geography.success
+    # Three windows of day 2 as separate runs (the drops of all five operators, a duplicate and
+    # a late drop among them), the rest of day 2 and all of day 1 as two backfill runs.
+    day2 = f"{DAY2:%Y-%m-%d}"
+    day2_windows = [f"{day2}-{HOURS[0]:02d}:{minute:02d}" for minute in (0, 15, 30)]
+    launches = [range_tags(first_window, f"{DAY1:%Y-%m-%d}-{HOURS[1] - 1:02d}:45")]
+    launches += [{"dagster/partition": window} for window in day2_windows]
+    launches += [range_tags(f"{day2}-{HOURS[0]:02d}:45", f"{day2}-{HOURS[1] - 1:02d}:45")]
+    env = {**os.environ, "CROWD_HOME": str(parallel_home), "DAGSTER_HOME": pg_instance.root_directory}
+    worker = Path(__file__).with_name("concurrent_worker.py")
+    processes = [subprocess.Popen([sys.executable, str(worker), json.dumps(tags)], env=env, cwd=Path(__file__).parents[1],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for tags in launches]
+    outputs = [process.communicate(timeout=600)[0].decode(errors="replace") for process in processes]
+    failed = [output[-1500:] for process, output in zip(processes, outputs) if process.returncode != 0]
+    assert not failed, failed[0]
 
-        def launch(tags: dict[str, str]) -> bool:
-            with dg.execute_job(dg.reconstructable(window_job_definition), instance=instance, tags={**tags, "crowd/purpose": "concurrency-test"},
-                                asset_selection=[dg.AssetKey(key) for key in ("operator_drops", "staged_events", "bts_presence", "district_density")]) as result:
-                return result.success
-
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            outcomes = list(pool.map(launch, launches))
-        assert all(outcomes), outcomes
-
+    runs = pg_instance.get_runs(filters=dg.RunsFilter(tags={"crowd/purpose": "concurrency-test"}))
+    assert len(runs) == len(launches) and all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
     assert _rows(parallel_home, DROPS_SQL) == _rows(serial_home, DROPS_SQL)
     statuses = {row[0] for row in _rows(parallel_home, "SELECT DISTINCT status FROM drops")}
     assert "duplicate" in statuses and "quarantined" not in statuses

@@ -18,6 +18,7 @@ from crowd_platform.lib import audit, geo, maps
 from crowd_platform.lib.resources import CrowdPlatform
 from crowd_platform.lib.settings import Settings
 from crowd_platform.lib.warehouse import WAREHOUSE_POOL, read_sql
+from crowd_platform.lib.asset_metadata import table_metadata
 
 GROUP = "geography"
 OWNERS = ["team:geography"]
@@ -47,6 +48,11 @@ def _load_districts(con) -> gpd.GeoDataFrame:
         raise dg.Failure("districts is empty: materialize the districts asset first")
     geometry = shapely.from_wkb([bytes(value) for value in frame.pop("geometry_wkb")])
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=geo.WGS84)
+
+
+def _table_metadata(crowd: CrowdPlatform, table: str, lineage: dict | None) -> dict:
+    with crowd.warehouse() as con:
+        return table_metadata(con, table, lineage=lineage)
 
 
 def _lake_path(settings: Settings, value: str) -> Path:
@@ -84,7 +90,7 @@ def districts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.Mat
     per_level = rows.groupby("level", sort=False).agg(units=("district_code", "size"), area_km2=("area_km2", "sum"),
                                                       population=("population", "sum"))
     context.log.info("districts: %s units over %s levels", len(rows), len(per_level))
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata={**_table_metadata(crowd, "districts", None),
         "geography": config.name,
         "area_crs": config.area_crs,
         "units_per_level": dg.MetadataValue.json({level: int(row.units) for level, row in per_level.iterrows()}),
@@ -163,7 +169,7 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
         con.execute("COMMIT")
     current = registry[registry["valid_to"].isna()]
     context.log.info("bts_registry: %s versions from %s drops, %s rejected rows", len(registry), len(drops), len(rejects))
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata={**_table_metadata(crowd, "bts_registry", {"cell_id": [("staged_events", "cell_id")], "lon": [("staged_events", "lon")], "lat": [("staged_events", "lat")]}),
         "cell_drops": len(drops),
         "versions": len(registry),
         "current_cells": len(current),
@@ -209,7 +215,7 @@ def bts_coverage(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     outlines = district_frame[district_frame["level_rank"] == district_frame["level_rank"].min()]
     maps.coverage_map(result.coverage, outlines, map_path, title=f"Coverage ({config.name})")
     per_scope = coverage.groupby("scope").agg(sites=("site_id", "size"), area_km2=("area_km2", "sum"))
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata={**_table_metadata(crowd, "bts_coverage", {"geometry_wkb": [("bts_registry", "lon"), ("bts_registry", "lat"), ("districts", "geometry_wkb")], "area_km2": [("districts", "geometry_wkb")]}),
         "polygons": len(coverage),
         "sites_per_scope": dg.MetadataValue.json({s: int(r.sites) for s, r in per_scope.iterrows()}),
         "area_km2_per_scope": dg.MetadataValue.json({s: round(float(r.area_km2), 3) for s, r in per_scope.iterrows()}),
@@ -251,7 +257,7 @@ def bts_district_weights(context: dg.AssetExecutionContext, crowd: CrowdPlatform
                               "weight_by_population": config.weight_by_population})
         con.execute("COMMIT")
     per_site = weights.groupby(["site_id", "scope"]).size()
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata={**_table_metadata(crowd, "bts_district_weights", {"weight": [("bts_coverage", "geometry_wkb"), ("districts", "geometry_wkb"), ("districts", "population")], "district_code": [("districts", "district_code")]}),
         "rows": len(weights),
         "method": config.weights_method,
         "weight_by_population": config.weight_by_population,

@@ -13,6 +13,7 @@ from collections import Counter
 import dagster as dg
 
 from crowd_platform.defs.ingestion.checks import CHECK_SPECS, evaluate_checks
+from crowd_platform.lib.asset_metadata import table_metadata
 from crowd_platform.lib.ingest.landing import scan_landing
 from crowd_platform.lib.ingest.lifecycle import DropOutcome, gx_drops_per_run, gx_sample, ingest_drop, publish_window
 from crowd_platform.lib.ingest.manifest import MANIFEST_SUFFIX
@@ -81,6 +82,7 @@ def operator_drops(context: dg.AssetExecutionContext, crowd: CrowdPlatform, conf
             outcomes.append(outcome)
             context.log.info(f"{outcome.drop_id}: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
         check_results = evaluate_checks(settings, con, start, end)
+        table = table_metadata(con, "drops", window=(start, end))
     statuses = Counter(outcome.status for outcome in outcomes)
     return dg.MaterializeResult(
         metadata={
@@ -93,6 +95,7 @@ def operator_drops(context: dg.AssetExecutionContext, crowd: CrowdPlatform, conf
             "duplicates": statuses.get("duplicate", 0),
             "rows_staged": sum(outcome.rows or 0 for outcome in outcomes if outcome.status == "validated"),
             "drops": dg.MetadataValue.md(_outcome_table(outcomes)) if outcomes else "none",
+            **table,
         },
         check_results=check_results,
     )
@@ -118,6 +121,8 @@ def staged_events(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg
         accepted = con.execute(
             "SELECT count(*), coalesce(sum(rows_loaded), 0) FROM drops WHERE status = 'accepted' AND feed = 'events' "
             "AND window_start >= ? AND window_start < ?", [start, end]).fetchone()
+        table = table_metadata(con, "drops", window=(start, end), lineage={
+            "lake_path": [("operator_drops", "drop_id")], "status": [("operator_drops", "status")]})
     for outcome in outcomes:
         context.log.info(f"{outcome.drop_id}: {outcome.status}")
     return dg.MaterializeResult(
@@ -126,6 +131,7 @@ def staged_events(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg
             "superseded_on_arrival": sum(1 for outcome in outcomes if outcome.status == "superseded"),
             "accepted_event_drops_in_range": int(accepted[0]),
             "accepted_event_rows_in_range": int(accepted[1]),
+            **table,
         }
     )
 
