@@ -141,6 +141,14 @@ def test_crash_during_retention_then_rerun_certifies_everything(baseline_state, 
             connection.close()
 
     assert certified(crashed_home) == certified(undisturbed)
-    assert not list((crashed_home / "raw").rglob("*.csv*")) and not list((crashed_home / "lake" / "events").rglob("*.parquet"))
+    # Personal data gone: no events lake file, and raw/ keeps only cell lists (not personal).
+    connection = duckdb.connect(str(crashed_home / "warehouse.duckdb"), read_only=True)
+    try:
+        cell_list_shas = {row[0] for row in connection.execute("SELECT sha256 FROM drops WHERE feed = 'cells'").fetchall()}
+    finally:
+        connection.close()
+    left_in_raw = {path.name.split(".")[0] for path in (crashed_home / "raw").iterdir()}
+    assert left_in_raw <= cell_list_shas, "raw copies of event drops survived retention"
+    assert not list((crashed_home / "lake" / "events").rglob("*.parquet"))
     verified = _cli(crashed_home, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
