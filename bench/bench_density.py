@@ -221,8 +221,11 @@ def run_postgres(workdir: Path, dsn: str) -> dict[str, float]:
     cur.execute("DROP TABLE IF EXISTS bench_events, bench_cells, bench_weights, bench_districts, bench_shares")
     cur.execute("CREATE UNLOGGED TABLE bench_events (operator text, subscriber_key text, cell_id text, event_time timestamptz)")
     csv_path = workdir / "events.csv"
+    # A table function cannot take a subquery: bind the file list through a variable.
+    files = [row[0] for row in con.execute("SELECT lake_path FROM drops WHERE lake_path IS NOT NULL").fetchall()]
+    con.execute("SET VARIABLE bench_files = $files", {"files": files})
     con.execute(f"COPY (SELECT d.operator, e.subscriber_key, e.cell_id, e.event_time FROM read_parquet("
-                f"(SELECT list(lake_path) FROM drops), filename = true) e JOIN drops d ON d.lake_path = e.filename) "
+                f"getvariable('bench_files'), filename = true) e JOIN drops d ON d.lake_path = e.filename) "
                 f"TO '{csv_path}' (HEADER false)")
     load_start = time.perf_counter()
     with open(csv_path) as handle:
