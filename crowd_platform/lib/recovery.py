@@ -12,21 +12,19 @@ rename, outbox files are written only if absent and HTTP delivery carries an ide
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from crowd_platform.lib import audit
+from crowd_platform.lib.ingest.lifecycle import _fsync_copy
+from crowd_platform.lib.ingest.manifest import MANIFEST_SUFFIX
 from crowd_platform.lib.settings import Settings
 from crowd_platform.lib.warehouse import fetch_dicts
 
 log = logging.getLogger(__name__)
 
-MANIFEST_SUFFIX = ".manifest.json"
 RECOVERABLE_JOBS = ("window_job", "daily_job", "geography_job", "retention_job")
 RESUMES_TAG = "crowd/resumes"
 UNFINISHED = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED)
@@ -36,14 +34,6 @@ UNFINISHED = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.Dags
 class Recovery:
     relanded_drops: list[str] = field(default_factory=list)
     interrupted_runs: list[dg.DagsterRun] = field(default_factory=list)
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    temporary = target.with_name(f".{target.name}.relanding")
-    shutil.copyfile(source, temporary)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
 
 
 def reland_interrupted_drops(settings: Settings, connection: duckdb.DuckDBPyConnection, active_run_ids: set[str]) -> list[str]:
@@ -60,8 +50,9 @@ def reland_interrupted_drops(settings: Settings, connection: duckdb.DuckDBPyConn
             continue
         folder = settings.landing / drop["operator"]
         folder.mkdir(parents=True, exist_ok=True)
-        _copy_atomic(raw, folder / drop["file_name"])
-        _copy_atomic(raw_manifest, folder / drop["manifest_name"])
+        # Data first, manifest last: the sensor sees a complete drop or none.
+        _fsync_copy(raw, folder / drop["file_name"])
+        _fsync_copy(raw_manifest, folder / drop["manifest_name"])
         audit.append(connection, "drop_relanded", purpose=settings.purpose, object_kind="drop", object_id=drop["drop_id"],
                      details={"interrupted_run": drop["run_id"]})
         relanded.append(drop["drop_id"])
