@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ground-truth", type=Path, help="ground_truth.json (default HOME/ground_truth.json)")
     parser.add_argument("--radius-m", type=float, default=1500.0, help="site-to-gathering distance that still matches (default 1500)")
     parser.add_argument("--late-windows", type=int, default=2, help="windows after a gathering's end an alert may still open (default 2)")
+    parser.add_argument("--day", action="append", default=[], metavar="YYYY-MM-DD",
+                        help="only alerts opened and windows evaluated on this UTC day (repeatable; default all)")
+    parser.add_argument("--area", help="comma-separated kecamatan codes or names: count districts per 100 in this area "
+                                       "only (a simulation restricted with simulate --area); alerts anywhere still count")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=handle)
 
@@ -146,8 +150,14 @@ def evaluate(alerts: list[Alert], gatherings: list[dict[str, Any]], *, kabkota_o
     }
 
 
-def load_inputs(con: Any, rules_levels: tuple[str, ...], window_minutes: int) -> dict[str, Any]:
-    """Alerts (with site positions), hierarchy and exposure (evaluated windows) from the warehouse."""
+def load_inputs(con: Any, rules_levels: tuple[str, ...], window_minutes: int, days: set | None = None,
+                area: list[str] | None = None) -> dict[str, Any]:
+    """Alerts (with site positions), hierarchy and exposure (evaluated windows) from the warehouse.
+
+    ``days`` (UTC dates) keeps alerts opened and windows evaluated on those days; ``area``
+    (kecamatan codes or names) counts only the districts of those kecamatan (the kecamatan and
+    their kelurahan) in the per-100-districts denominator.
+    """
     import holidays
 
     alerts = []
@@ -159,14 +169,30 @@ def load_inputs(con: Any, rules_levels: tuple[str, ...], window_minutes: int) ->
         "LEFT JOIN sites s ON a.level = 'site' AND s.site_id = a.place_id "
         "LEFT JOIN main_district m ON a.level = 'site' AND m.site_id = a.place_id ORDER BY a.opened_window").fetchall()
     for alert_id, level, place_id, opened, lon, lat, kelurahan in rows:
-        alerts.append(Alert(alert_id, level, place_id, opened.astimezone(timezone.utc), lon, lat, kelurahan))
+        opened = opened.astimezone(timezone.utc)
+        if days is None or opened.date() in days:
+            alerts.append(Alert(alert_id, level, place_id, opened, lon, lat, kelurahan))
     kabkota_of = dict(con.execute("SELECT district_code, parent_code FROM districts WHERE level = 'kecamatan'").fetchall())
     district_levels = [level for level in rules_levels if level != "site"]
-    district_count = con.execute("SELECT count(*) FROM districts WHERE is_admin_unit AND list_contains(?, level)",
-                                 [district_levels]).fetchone()[0]
+    if area:
+        wanted = [name.strip().lower() for name in area]
+        kecamatan = [code for (code,) in con.execute(
+            "SELECT district_code FROM districts WHERE level = 'kecamatan' AND "
+            "(list_contains(?, lower(name)) OR list_contains(?, district_code))", [wanted, wanted]).fetchall()]
+        if len(kecamatan) < len(wanted):
+            raise ValueError(f"area names {len(wanted)} kecamatan but {len(kecamatan)} are known")
+        district_count = con.execute(
+            "SELECT count(*) FROM districts WHERE is_admin_unit AND list_contains(?, level) AND "
+            "(list_contains(?, district_code) OR list_contains(?, parent_code))",
+            [district_levels, kecamatan, kecamatan]).fetchone()[0]
+    else:
+        district_count = con.execute("SELECT count(*) FROM districts WHERE is_admin_unit AND list_contains(?, level)",
+                                     [district_levels]).fetchone()[0]
     site_count = con.execute("SELECT count(DISTINCT place_id) FROM density_baseline WHERE level = 'site'").fetchone()[0]
     windows = [row[0].astimezone(timezone.utc) for row in con.execute(
         "SELECT window_start FROM alert_evaluations WHERE evaluated").fetchall()]
+    if days is not None:
+        windows = [window for window in windows if window.date() in days]
     local_dates = {(window + timedelta(hours=7)).date() for window in windows}
     years = sorted({date.year for date in local_dates}) or [2020]
     holiday_dates = {day for day in holidays.country_holidays("ID", years=years) if day in local_dates}
@@ -227,8 +253,16 @@ def handle(args: argparse.Namespace) -> int:
             raise CliError(f"gathering {gathering.get('id', '?')} lacks {', '.join(sorted(missing))}")
     print(f"evaluating alerts in {settings.warehouse_path} against {len(gatherings)} gathering(s)", flush=True)
     rules = rules_from_settings(settings)
+    try:
+        days = {datetime.strptime(day, "%Y-%m-%d").date() for day in args.day} if args.day else None
+    except ValueError:
+        raise CliError(f"--day must be YYYY-MM-DD, got {args.day}") from None
+    area = [name for name in (args.area or "").split(",") if name.strip()] or None
     with warehouse.connect(settings.warehouse_path, read_only=True) as con:
-        inputs = load_inputs(con, rules.levels, settings.window_minutes)
+        try:
+            inputs = load_inputs(con, rules.levels, settings.window_minutes, days=days, area=area)
+        except ValueError as error:
+            raise CliError(str(error)) from None
     report = evaluate(inputs.pop("alerts"), gatherings, window_minutes=settings.window_minutes,
                       radius_m=args.radius_m, late_windows=args.late_windows, **inputs)
     print(json.dumps(report, indent=2, default=str) if args.json else format_table(report))

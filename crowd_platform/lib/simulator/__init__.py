@@ -30,7 +30,7 @@ from crowd_platform.lib.simulator.drops import (
 from crowd_platform.lib.simulator.events import WindowGenerator
 from crowd_platform.lib.simulator.faults import FAULT_TYPES, FaultPlan
 from crowd_platform.lib.simulator.gatherings import default_gatherings, resolve_gatherings
-from crowd_platform.lib.simulator.population import make_subscribers
+from crowd_platform.lib.simulator.population import make_area_subscribers, make_subscribers
 from crowd_platform.lib.simulator.world import OperatorNetwork, build_world
 
 __all__ = ["simulate", "simulated_windows", "FAULT_TYPES", "GROUND_TRUTH_FILE"]
@@ -39,14 +39,19 @@ GROUND_TRUTH_FILE = "ground_truth.json"
 WINDOW = timedelta(minutes=15)
 
 
-def simulated_windows(start: date, days: int, hours: tuple[int, int] | None = None) -> list[datetime]:
-    """Window starts (UTC) of the simulated period; ``hours`` keeps [from, to) UTC hours of each day."""
-    first = datetime.combine(start, datetime.min.time(), tzinfo=timezone.utc)
+def simulated_windows(start: date, days: int, hours: tuple[int, int] | None = None, day_step: int = 1) -> list[datetime]:
+    """Window starts (UTC) of the simulated period; ``hours`` keeps [from, to) UTC hours of each day.
+
+    ``day_step`` 7 simulates ``days`` days one week apart (the same weekday: what a weekly
+    baseline reads), 1 consecutive days.
+    """
     windows = []
-    for step in range(days * 24 * 4):
-        window = first + step * WINDOW
-        if hours is None or hours[0] <= window.hour < hours[1]:
-            windows.append(window)
+    for number in range(days):
+        first = datetime.combine(start + timedelta(days=number * day_step), datetime.min.time(), tzinfo=timezone.utc)
+        for step in range(24 * 4):
+            window = first + step * WINDOW
+            if hours is None or hours[0] <= window.hour < hours[1]:
+                windows.append(window)
     return windows
 
 
@@ -74,6 +79,21 @@ def _write_cells_drop(landing: Path, settings, network: OperatorNetwork, window_
     return data_path
 
 
+def _area_mask(world, area: list[str]):
+    """Kelurahan rows in the named kecamatan (names case-insensitive, or BPS kecamatan codes)."""
+    import numpy as np
+
+    names = world.kelurahan["kec_name"].str.to_lowercase().to_numpy()
+    codes = world.kelurahan["kec_code"].to_numpy()
+    mask = np.zeros(len(names), dtype=bool)
+    for wanted in area:
+        hit = (names == wanted.strip().lower()) | (codes == wanted.strip())
+        if not hit.any():
+            raise ValueError(f"unknown kecamatan {wanted!r} in area")
+        mask |= hit
+    return mask
+
+
 def simulate(
     home: Path,
     start: date,
@@ -85,6 +105,10 @@ def simulate(
     faults: set[str] | frozenset[str] = frozenset(),
     operators: list[str] | None = None,
     progress: bool = False,
+    area: list[str] | None = None,
+    sims_per_person: float = 1.25,
+    day_step: int = 1,
+    area_visitors: bool = False,
 ) -> dict[str, Any]:
     """Write drops for [start, start + days) into ``home/landing`` and ``home/ground_truth.json``.
 
@@ -107,10 +131,32 @@ def simulate(
     unknown = sorted(set(chosen) - set(available))
     if unknown:
         raise ValueError(f"unknown operators: {', '.join(unknown)} (known: {', '.join(available)})")
-    windows = simulated_windows(start, days, hours)
-    population = make_subscribers(world, subscribers, seed)
+    if day_step < 1:
+        raise ValueError("day_step must be at least 1")
+    windows = simulated_windows(start, days, hours, day_step)
+    area_info = None
+    if area:
+        mask = _area_mask(world, area)
+        if sims_per_person <= 0:
+            raise ValueError("sims_per_person must be positive")
+        total_sims = int(round(world.total_population * sims_per_person))
+        population, kept = make_area_subscribers(world, total_sims, seed, mask, visitors=area_visitors)
+        subscribers = population.count
+        area_info = {
+            "kecamatan": sorted(set(world.kelurahan["kec_name"].to_numpy()[mask].tolist())),
+            "kelurahan": int(mask.sum()),
+            "residents": int(round(float(world.kelurahan["population"].to_numpy()[mask].sum()))),
+            "sims_per_person": sims_per_person,
+            **kept,
+        }
+        # Every simulated SIM is a real one: a subscriber stands for 1 / sims_per_person people.
+        sampling_fraction = sims_per_person
+    else:
+        population = make_subscribers(world, subscribers, seed)
+        sampling_fraction = subscribers / world.total_population
     specs = default_gatherings(windows, subscribers, seed) if gatherings is None else list(gatherings)
-    active = resolve_gatherings(specs, world, population, seed)
+    active = resolve_gatherings(specs, world, population, seed,
+                                sampling_fraction=sampling_fraction if area else None)
     generator = WindowGenerator(world, population, active, seed)
     gzip_operators = {name for name in chosen if world.networks[name].contract.layout.get("compression") == "gzip"}
     fault_plan = FaultPlan.plan(set(faults), windows, chosen, seed, gzip_operators=gzip_operators)
@@ -169,7 +215,8 @@ def simulate(
         "windows": len(windows),
         "subscribers": subscribers,
         "population": world.total_population,
-        "sampling_fraction": subscribers / world.total_population,
+        "sampling_fraction": sampling_fraction,
+        **({"area": area_info, "day_step": day_step} if area_info else {}),
         "operators": chosen,
         "market_share": {operator: world.market_share[operator] for operator in chosen},
         "subscribers_by_operator": {

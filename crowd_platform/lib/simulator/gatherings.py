@@ -125,7 +125,8 @@ def load_gatherings(path: Path) -> list[dict[str, Any]]:
 
 
 def resolve_gatherings(
-    specs: list[dict[str, Any]], world: World, subscribers: Subscribers, seed: int
+    specs: list[dict[str, Any]], world: World, subscribers: Subscribers, seed: int,
+    sampling_fraction: float | None = None,
 ) -> list[ActiveGathering]:
     """Place each gathering, pick its participants among the nearest homes, fill in ground truth.
 
@@ -133,7 +134,9 @@ def resolve_gatherings(
     kelurahan (``kelurahan_code``, or ``kelurahan`` as code or name).
     """
     kelurahan = world.kelurahan
-    sampling_fraction = subscribers.count / world.total_population
+    # Simulated subscribers per real person: a sample of Jakarta, or SIMs per person at full scale.
+    if sampling_fraction is None:
+        sampling_fraction = subscribers.count / world.total_population
     resolved: list[ActiveGathering] = []
     for number, spec in enumerate(specs, start=1):
         if "lon" in spec and "lat" in spec:
