@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from crowd_platform.cli import CliError
+from crowd_platform.lib import storage
 from crowd_platform.lib.settings import get_settings
 
 
@@ -119,20 +120,24 @@ def _release(args: argparse.Namespace) -> int:
         if not drop["window_start"] or not drop["manifest_name"] or not data.is_file() or not manifest.is_file():
             raise CliError(f"drop {args.drop_id} has no data file and manifest in quarantine (unroutable drops cannot be released; re-drop instead)")
         landing = settings.landing / drop["operator"]
-        landing.mkdir(parents=True, exist_ok=True)
         # Data first, manifest last: the landing protocol's definition of a complete drop.
-        shutil.copy2(data, landing / data.name)
-        shutil.copy2(manifest, landing / manifest.name)
+        if storage.is_local(landing):
+            landing.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(data, landing / data.name)
+            shutil.copy2(manifest, landing / manifest.name)
+        else:
+            storage.copy_file(data, landing / data.name)
+            storage.copy_file(manifest, landing / manifest.name)
         con.execute("BEGIN TRANSACTION")
         con.execute("UPDATE drops SET status = 'released', reason = NULL, quarantine_path = NULL WHERE drop_id = ?", [args.drop_id])
         audit.append(con, "drop_released", purpose=settings.purpose, object_kind="drop", object_id=args.drop_id,
                      details={"previous_reason": drop["reason"]})
         con.execute("COMMIT")
     # The bytes are back in landing; the quarantine copy goes, its report stays as history.
-    data.unlink()
-    manifest.unlink()
+    storage.remove(data)
+    storage.remove(manifest)
     if (folder / "report.json").exists():
-        os.replace(folder / "report.json", folder / "report.released.json")
+        storage.move(folder / "report.json", folder / "report.released.json")
     print(f"{args.drop_id}: released, re-validating window {drop['window_start']:%Y-%m-%d %H:%M} through Dagster ...")
     status, reason = rerun_window(settings, drop, f"{drop['operator']}/{manifest.name}")
     print(f"{args.drop_id}: {status}" + (f" ({reason})" if reason else ""))

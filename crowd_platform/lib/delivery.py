@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import requests
 
+from crowd_platform.lib import storage
+
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 ALREADY_ACCEPTED_STATUS = 409  # the endpoint has this idempotency key already
 
@@ -103,6 +105,9 @@ def post_with_retries(
 
 def write_outbox_file(path: Path, payload: dict[str, Any]) -> bool:
     """Create ``path`` with the JSON payload only if it does not exist. True if this call created it."""
+    if not storage.is_local(path):
+        text = json.dumps(payload, sort_keys=True, ensure_ascii=False, indent=2)
+        return storage.create_exclusive(path, text.encode("utf-8"))
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)

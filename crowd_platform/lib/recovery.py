@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import duckdb
 
-from crowd_platform.lib import audit
+from crowd_platform.lib import audit, storage
 from crowd_platform.lib.ingest.lifecycle import _fsync_copy
 from crowd_platform.lib.ingest.manifest import MANIFEST_SUFFIX
 from crowd_platform.lib.settings import Settings
@@ -49,7 +49,7 @@ def reland_interrupted_drops(settings: Settings, connection: duckdb.DuckDBPyConn
             log.warning("drop %s is unfinished but its raw copy is gone; left for an operator", drop["drop_id"])
             continue
         folder = settings.landing / drop["operator"]
-        folder.mkdir(parents=True, exist_ok=True)
+        storage.ensure_dir(folder)
         # Data first, manifest last: the sensor sees a complete drop or none.
         _fsync_copy(raw, folder / drop["file_name"])
         _fsync_copy(raw_manifest, folder / drop["manifest_name"])

@@ -36,7 +36,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crowd_platform.lib import audit
+from crowd_platform.lib import audit, storage
 from crowd_platform.lib.audit_verify import PRUNE_ACTION, verify_chain
 from crowd_platform.lib.contracts import Contract, load_contracts, operator_contracts
 from crowd_platform.lib.settings import Settings
@@ -175,10 +175,8 @@ class RetentionOutcome:
 
 
 def _resolve(settings: Settings, value: str | None) -> Path | None:
-    if not value:
-        return None
-    path = Path(value)
-    return path if path.is_absolute() else settings.home / path
+    """A recorded path under the storage root (a local Path or an object-store location)."""
+    return settings.resolve(value)
 
 
 def _utc(value: Any) -> datetime | None:
@@ -248,7 +246,7 @@ def plan_drops(connection: duckdb.DuckDBPyConnection, settings: Settings, policy
 def plan_orphans(connection: duckdb.DuckDBPyConnection, settings: Settings, policy: RetentionPolicy,
                  as_of: datetime, sunset: bool) -> list[Deletion]:
     """Files no drops row points to (crash leftovers, unroutable drops): aged by mtime."""
-    known: set[Path] = set()
+    known: set[str] = set()  # str(): local paths and object URLs alike
     known_ids: set[str] = set()
     for drop_id, raw_path, lake_path, quarantine_path in connection.execute(
         "SELECT drop_id, raw_path, lake_path, quarantine_path FROM drops"
@@ -257,9 +255,9 @@ def plan_orphans(connection: duckdb.DuckDBPyConnection, settings: Settings, poli
         for value in (raw_path, lake_path, quarantine_path):
             path = _resolve(settings, value)
             if path is not None:
-                known.add(path)
+                known.add(str(path))
                 if value == raw_path:
-                    known.update(_raw_paths(settings, path))
+                    known.update(str(p) for p in _raw_paths(settings, path))
     sunset_rule = Rule(policy.platform.contract_id, "sunset", 0)
     candidates: list[tuple[str, Path, Rule]] = []
     if settings.raw.exists():
@@ -273,14 +271,22 @@ def plan_orphans(connection: duckdb.DuckDBPyConnection, settings: Settings, poli
                        if p.name not in known_ids]
     planned = []
     for kind, path, rule in candidates:
-        if path in known or any(parent in known for parent in path.parents):
+        if str(path) in known or any(str(parent) in known for parent in path.parents):
             continue
-        modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        modified = _modified(path)
         if sunset or modified + timedelta(hours=rule.hours) <= as_of:
-            object_id = str(path.relative_to(settings.home))
+            object_id = settings.stored(path)
             planned.append(Deletion(kind, object_id, sunset_rule if sunset else rule, paths=[path],
                                     partition_key=_lake_partition_key(settings, path) if kind == "lake_partition" else None))
     return planned
+
+
+def _modified(path) -> datetime:
+    """Last modification (an object-store "folder" is as new as its newest object)."""
+    if storage.is_local(path):
+        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    times = [storage.mtime_ns(child) for child in storage.files_under(path)]
+    return datetime.fromtimestamp(max(times, default=0) / 1e9, timezone.utc)
 
 
 def plan_tables(connection: duckdb.DuckDBPyConnection, settings: Settings, policy: RetentionPolicy,
@@ -331,15 +337,10 @@ def fsync_directory(directory: Path) -> None:
 def content_digest(path: Path) -> tuple[str | None, int]:
     """sha256 of a file's bytes, or of a folder's (relative name, file sha256) list; total bytes."""
     if path.is_file():
-        digest, size = hashlib.sha256(), 0
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-                size += len(chunk)
-        return digest.hexdigest(), size
+        return storage.sha256_and_size(path)
     if path.is_dir():
         digest, size = hashlib.sha256(), 0
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+        for child in storage.files_under(path):
             child_sha, child_size = content_digest(child)
             digest.update(f"{child.relative_to(path)}\0{child_sha}\n".encode())
             size += child_size
@@ -348,7 +349,12 @@ def content_digest(path: Path) -> tuple[str | None, int]:
 
 
 def remove_path(path: Path) -> None:
-    """Unlink a file or a folder tree, then fsync the parent so the removal is durable."""
+    """Unlink a file or a folder tree, then fsync the parent so the removal is durable.
+
+    On an object store every object under the prefix is deleted (DeleteObjects)."""
+    if not storage.is_local(path):
+        storage.remove_tree(path)
+        return
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
@@ -365,7 +371,7 @@ def _sample_keys(path: Path) -> list[str]:
     if not path.is_file() or path.suffix != ".parquet":
         return []
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path if storage.is_local(path) else storage.open_binary(path))
         if parquet.metadata.num_row_groups == 0:
             return []
         column = parquet.read_row_group(0, columns=["subscriber_key"]).column(0)
@@ -459,7 +465,7 @@ def apply_retention(
         if sunset and not keep_aggregates and settings.outbox.exists():
             # Broadcast requests go with their rows; their files are the outbox.
             rule = Rule(policy.platform.contract_id, "sunset", 0)
-            planned += [Deletion("outbox", str(p.relative_to(settings.home)), rule, paths=[p])
+            planned += [Deletion("outbox", settings.stored(p), rule, paths=[p])
                         for p in sorted(settings.outbox.rglob("*")) if p.is_file()]
         outcome.deletions = planned
         say(f"{mode} as of {as_of:%Y-%m-%dT%H:%M:%SZ}: {len(planned)} object(s) to delete")
@@ -528,11 +534,12 @@ def apply_retention(
 
 def _parquet_rows(paths: list[Path]) -> int | None:
     """Row count from the Parquet footers (no data read)."""
-    files = [p for p in paths if p.is_file() and p.suffix == ".parquet"]
+    files = [p for p in paths if p.is_file() and p.suffix == ".parquet"]  # local or object store
     if not files:
         return None
     try:
-        return sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+        return sum(pq.ParquetFile(path if storage.is_local(path) else storage.open_binary(path)).metadata.num_rows
+                   for path in files)
     except (OSError, pa.ArrowException):
         return None
 

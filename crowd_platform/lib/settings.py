@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from crowd_platform.lib.storage import Location
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "platform.yaml"
@@ -36,15 +39,31 @@ class Settings:
     config_path: Path = DEFAULT_CONFIG
     contracts_dir: Path = CONTRACTS_DIR
     raw_config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Storage root of landing/raw/quarantine/lake/outbox: None = CROWD_HOME (lib/storage.py).
+    storage_url: str | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- storage layout (DESIGN.md section 5) ----
-    @property
-    def landing(self) -> Path:
-        return self.home / "landing"
+    @cached_property
+    def root(self) -> "Location":
+        """Where landing, raw, quarantine, lake and outbox live: CROWD_HOME or an object store."""
+        if not self.storage_url:
+            return self.home
+        from crowd_platform.lib.storage import storage_root
+
+        return storage_root(self.storage_url, self.storage_options)
 
     @property
-    def raw(self) -> Path:
-        return self.home / "raw"
+    def is_remote(self) -> bool:
+        return not isinstance(self.root, Path)
+
+    @property
+    def landing(self) -> "Location":
+        return self.root / "landing"
+
+    @property
+    def raw(self) -> "Location":
+        return self.root / "raw"
 
     @property
     def staging(self) -> Path:
@@ -52,15 +71,15 @@ class Settings:
         return self.home / "staging"
 
     @property
-    def quarantine(self) -> Path:
-        return self.home / "quarantine"
+    def quarantine(self) -> "Location":
+        return self.root / "quarantine"
 
     @property
-    def lake(self) -> Path:
-        return self.home / "lake"
+    def lake(self) -> "Location":
+        return self.root / "lake"
 
     @property
-    def events_lake(self) -> Path:
+    def events_lake(self) -> "Location":
         return self.lake / "events"
 
     @property
@@ -68,8 +87,8 @@ class Settings:
         return self.home / "warehouse.duckdb"
 
     @property
-    def outbox(self) -> Path:
-        return self.home / "outbox"
+    def outbox(self) -> "Location":
+        return self.root / "outbox"
 
     @property
     def reports(self) -> Path:
@@ -118,22 +137,35 @@ class Settings:
         path = Path(relative)
         return path if path.is_absolute() else PROJECT_ROOT / path
 
-    def stored(self, path: Path) -> str:
-        """How a path under CROWD_HOME is recorded in the warehouse: relative to the root, so
-        a storage root can be moved, restored from backup or copied without rewriting rows."""
+    def stored(self, path: "Location") -> str:
+        """How a path under the storage root is recorded in the warehouse: relative to the root,
+        so a storage root can be moved (even to an object store), restored from backup or copied
+        without rewriting rows."""
+        if not isinstance(path, Path):
+            try:
+                return path.relative_to(self.root).as_posix()
+            except (ValueError, TypeError):
+                return str(path)
+        base = self.root if isinstance(self.root, Path) else self.home
         try:
-            return str(Path(path).resolve().relative_to(self.home))
+            return str(Path(path).resolve().relative_to(base))
         except ValueError:
             return str(path)
 
-    def resolve(self, stored: str | None) -> Path | None:
-        """The file system path of a recorded path (relative to CROWD_HOME, or absolute)."""
+    def resolve(self, stored: str | None) -> "Location | None":
+        """The location of a recorded path (relative to the storage root, absolute, or a URL)."""
         if not stored:
             return None
+        if "://" in stored:
+            from crowd_platform.lib.storage import location
+
+            return location(stored, self.storage_options)
         path = Path(stored)
-        return path if path.is_absolute() else self.home / path
+        return path if path.is_absolute() else self.root / stored
 
     def ensure_dirs(self) -> None:
+        from crowd_platform.lib.storage import ensure_dir
+
         for path in (
             self.landing,
             self.raw,
@@ -145,7 +177,7 @@ class Settings:
             self.geo_cache,
             self.witness,
         ):
-            path.mkdir(parents=True, exist_ok=True)
+            ensure_dir(path)  # object stores have no folders
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -154,13 +186,18 @@ def load_config(path: Path) -> dict[str, Any]:
 
 
 def get_settings(home: str | os.PathLike[str] | None = None) -> Settings:
-    """Settings from the environment: CROWD_HOME (default ./.crowd), CROWD_CONFIG, CROWD_CONTRACTS."""
+    """Settings from the environment: CROWD_HOME (default ./.crowd), CROWD_CONFIG, CROWD_CONTRACTS,
+    CROWD_STORAGE_URL (default: storage.url of the config, else CROWD_HOME itself)."""
     home_path = Path(home or os.environ.get("CROWD_HOME") or Path.cwd() / ".crowd").resolve()
     config_path = Path(os.environ.get("CROWD_CONFIG") or DEFAULT_CONFIG).resolve()
     contracts_dir = Path(os.environ.get("CROWD_CONTRACTS") or CONTRACTS_DIR).resolve()
+    raw_config = load_config(config_path)
+    storage = dict(raw_config.get("storage") or {})
     return Settings(
         home=home_path,
         config_path=config_path,
         contracts_dir=contracts_dir,
-        raw_config=load_config(config_path),
+        raw_config=raw_config,
+        storage_url=os.environ.get("CROWD_STORAGE_URL") or storage.get("url") or None,
+        storage_options=dict(storage.get("options") or {}),
     )

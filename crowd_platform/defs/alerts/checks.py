@@ -53,9 +53,7 @@ def broadcast_outbox_private(crowd: CrowdPlatform) -> dg.AssetCheckResult:
             small_counts += 1
     with crowd.warehouse(read_only=True) as con:
         paths = [row[0] for row in con.execute("SELECT outbox_path FROM broadcast_requests").fetchall()]
-    from pathlib import Path
-
-    missing = sum(1 for path in paths if not path or not Path(path).exists())
+    missing = sum(1 for path in paths if not path or not settings.resolve(path).exists())
     return dg.AssetCheckResult(
         passed=leaking == 0 and small_counts == 0 and missing == 0,
         metadata={"outbox_files": files, "files_with_subscriber_like_values": leaking,

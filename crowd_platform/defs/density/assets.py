@@ -9,7 +9,6 @@ k-anonymised view written by the same step (crowd_platform.lib.kanon).
 
 
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,7 +16,7 @@ import duckdb
 import holidays
 import polars as pl
 
-from crowd_platform.lib import audit
+from crowd_platform.lib import audit, storage
 from crowd_platform.lib.contracts import operator_contracts
 from crowd_platform.lib.kanon import suppress_hierarchy
 from crowd_platform.lib.partitions import daily_partitions, single_run, window_bounds, window_partitions
@@ -89,11 +88,6 @@ def holiday_dates(country: str, first: date, last: date) -> list[date]:
 
 
 # ---------------------------------------------------------------- shared SQL steps
-def _resolve_lake_path(settings: Settings, lake_path: str) -> str:
-    path = Path(lake_path)
-    return str(path if path.is_absolute() else settings.home / path)
-
-
 def load_presence_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Register the accepted event drops of [start, end) and the ``presence_events`` view.
 
@@ -101,7 +95,8 @@ def load_presence_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, sta
     """
     inputs = fetch_dicts(con, read_sql("bts_presence_inputs"), {"start": start, "end": end})
     for row in inputs:
-        row["lake_path"] = _resolve_lake_path(settings, row["lake_path"])
+        # Local path, or the object through the fsspec filesystem registered on this connection.
+        row["lake_path"] = storage.duckdb_path(con, settings.resolve(row["lake_path"]))
     frame = pl.DataFrame(
         inputs,
         schema={"drop_id": pl.String, "operator": pl.String, "window_start": pl.Datetime("us", "UTC"),

@@ -7,14 +7,13 @@ work happens before the warehouse connection is opened. See docs/geography.md.
 
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
 import shapely
 
-from crowd_platform.lib import audit, geo, maps
+from crowd_platform.lib import audit, geo, maps, storage
 from crowd_platform.lib.resources import CrowdPlatform
 from crowd_platform.lib.settings import Settings
 from crowd_platform.lib.warehouse import WAREHOUSE_POOL, read_sql
@@ -53,11 +52,6 @@ def _load_districts(con) -> gpd.GeoDataFrame:
 def _table_metadata(crowd: CrowdPlatform, table: str, lineage: dict | None) -> dict:
     with crowd.warehouse() as con:
         return table_metadata(con, table, lineage=lineage)
-
-
-def _lake_path(settings: Settings, value: str) -> Path:
-    path = Path(value)
-    return path if path.is_absolute() else settings.home / path
 
 
 @dg.asset(
@@ -128,7 +122,7 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
             con.execute(
                 "SELECT ? AS drop_id, ? AS operator, ?::TIMESTAMPTZ AS window_start, cell_id::VARCHAR AS cell_id, "
                 "lon::DOUBLE AS lon, lat::DOUBLE AS lat, radio::VARCHAR AS radio FROM read_parquet(?)",
-                [drop_id, operator, window_start, str(_lake_path(settings, lake_path))],
+                [drop_id, operator, window_start, storage.duckdb_path(con, settings.resolve(lake_path))],
             ).df()
             for drop_id, operator, window_start, lake_path in drops
         ]

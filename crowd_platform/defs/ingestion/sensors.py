@@ -1,7 +1,8 @@
 """``landing_sensor``: turns complete drops in landing/ into window runs.
 
 Never opens the warehouse (a run holds its write lock): state is the JSON cursor plus the file
-system. Each tick lists landing/*/ with os.scandir (cheap even with 10 000 files), reads at
+system. Each tick lists landing/*/ with os.scandir (cheap even with 10 000 files; on an object
+store a paged ListObjectsV2 through fsspec), reads at
 most ``MAX_MANIFESTS_PER_TICK`` manifests it has not requested yet, groups them by window and
 requests one run per window (cells first, via geography_job). A requested manifest is
 remembered in the cursor until its file leaves landing; if it is still there after
@@ -20,6 +21,7 @@ import dagster as dg
 
 from crowd_platform.defs.jobs import geography_job, window_job
 from crowd_platform.defs.ingestion.jobs import quarantine_unroutable_job, unroutable_run_config
+from crowd_platform.lib import storage
 from crowd_platform.lib.ingest.landing import entry_key, scan_landing
 from crowd_platform.lib.partitions import window_key
 from crowd_platform.lib.settings import get_settings
@@ -37,7 +39,7 @@ def _content_hash(settings, entry) -> str:
         path = folder / name
         digest.update(os.fsencode(name))
         try:
-            digest.update(os.readlink(path).encode("utf-8", "surrogateescape") if path.is_symlink() else path.read_bytes())
+            digest.update(os.readlink(path).encode("utf-8", "surrogateescape") if storage.is_symlink(path) else path.read_bytes())
         except OSError:
             pass
     return digest.hexdigest()
@@ -93,7 +95,7 @@ def _key(drop) -> str:
 
 
 def _entry_key(operator_dir: str, name: str, path) -> str:
-    return entry_key(operator_dir, name, os.lstat(path).st_mtime_ns)
+    return entry_key(operator_dir, name, storage.mtime_ns(path))
 
 
 def _entry_key_safe(settings, operator_dir: str, name: str) -> str | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from crowd_platform.lib import storage
 from crowd_platform.lib.contracts import contract_for
 from crowd_platform.lib.ingest.manifest import MANIFEST_SUFFIX, Manifest, ManifestError, parse_manifest_bytes
 
@@ -87,8 +88,8 @@ def scan_landing(
     result = ScanResult()
     if not landing.is_dir():
         return result
-    with os.scandir(landing) as operators:
-        operator_entries = sorted(operators, key=lambda entry: entry.name)
+    # os.scandir locally; on an object store a paged listing (lib/storage.py).
+    operator_entries = sorted(storage.scandir(landing), key=lambda entry: entry.name)
     folders: dict[str, dict[str, os.DirEntry]] = {}
     candidates: list[tuple[int, str, str, str]] = []  # (mtime_ns, operator_dir, name, key)
     for operator_entry in operator_entries:
@@ -98,8 +99,8 @@ def scan_landing(
             continue
         if not operator_entry.is_dir(follow_symlinks=False) or operator_dir.startswith("."):
             continue
-        with os.scandir(operator_entry.path) as files:
-            entries = {entry.name: entry for entry in files if not entry.name.startswith(".")}
+        files = storage.scandir(landing / operator_dir)
+        entries = {entry.name: entry for entry in files if not entry.name.startswith(".")}
         folders[operator_dir] = entries
         for name, entry in entries.items():
             if not name.endswith(MANIFEST_SUFFIX) or not is_utf8(name) or entry.is_symlink():
@@ -130,7 +131,7 @@ def scan_landing(
             result.unroutable.append(UnroutableEntry(operator_dir, _with_data_file(name, entries), "no data contract for this operator folder"))
             continue
         try:
-            payload = Path(entries[name].path).read_bytes()
+            payload = storage.entry_bytes(entries[name])
         except FileNotFoundError:
             continue  # taken by a run meanwhile
         try:

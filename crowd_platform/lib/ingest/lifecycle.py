@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from crowd_platform.lib import audit
+from crowd_platform.lib import audit, storage
 from crowd_platform.lib.contracts import Contract, contract_for
 from crowd_platform.lib.ingest.landing import UnroutableEntry, is_utf8
 from crowd_platform.lib.ingest.layout import ParseError, stage_drop
@@ -50,34 +50,17 @@ def utcnow() -> datetime:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return storage.sha256_and_size(path)[0]
 
 
 def _fsync_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    with open(source, "rb") as reader, open(temporary, "wb") as writer:
-        shutil.copyfileobj(reader, writer, 1 << 20)
-        writer.flush()
-        os.fsync(writer.fileno())
-    os.replace(temporary, target)
+    """Atomic copy (local: temp + fsync + rename; object store: the key written complete)."""
+    storage.copy_file(source, target)
 
 
 def _copy_hashing(source: Path, target: Path) -> str:
-    """Copy with fsync and return the sha256 of the bytes copied."""
-    digest = hashlib.sha256()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(source, "rb") as reader, open(target, "wb") as writer:
-        for chunk in iter(lambda: reader.read(1 << 20), b""):
-            digest.update(chunk)
-            writer.write(chunk)
-        writer.flush()
-        os.fsync(writer.fileno())
-    return digest.hexdigest()
+    """Copy into a local file with fsync and return the sha256 of the bytes copied."""
+    return storage.copy_hashing(source, target)
 
 
 def _suffix(file_name: str) -> str:
@@ -168,7 +151,10 @@ def ingest_drop(
     if not data_path.is_file():
         return _quarantine_landing(settings, connection, manifest, manifest_path, None, "data file named in the manifest is missing", run_id)
     # One read of the bytes: hash while copying into raw/ (a temp name until the hash is known).
-    pending_raw = settings.raw / f".incoming-{os.getpid()}-{manifest_name}"
+    # On an object store the copy lands in local staging scratch first (DuckDB parses a local
+    # file); raw/ then gets it in one PUT under its final key.
+    remote = not storage.is_local(settings.raw)
+    pending_raw = (settings.staging if remote else settings.raw) / f".incoming-{os.getpid()}-{manifest_name}"
     actual_sha = _copy_hashing(data_path, pending_raw)
     actual_bytes = pending_raw.stat().st_size
     drop_id = make_drop_id(manifest.operator, manifest.feed, manifest.window_start, manifest.delivery, actual_sha)
@@ -187,9 +173,17 @@ def ingest_drop(
 
     # WRITE: immutable raw copy first, then the row, then landing may go.
     raw_path = settings.raw / f"{actual_sha}{_suffix(manifest.file)}"
-    os.replace(pending_raw, raw_path)
+    if remote:
+        parse_source = settings.staging / drop_id / f"source{_suffix(manifest.file)}"
+        storage.move(pending_raw, parse_source)
+        storage.copy_file(parse_source, raw_path)
+        storage.write_bytes(raw_path.with_name(raw_path.name + MANIFEST_SUFFIX), manifest_bytes)
+    else:
+        os.replace(pending_raw, raw_path)
+        parse_source = raw_path
     raw_manifest = raw_path.with_name(raw_path.name + MANIFEST_SUFFIX)
-    _fsync_copy(manifest_path, raw_manifest)
+    if not remote:
+        _fsync_copy(manifest_path, raw_manifest)
     contract = contract_for(settings.contracts_dir, manifest.operator, manifest.feed)
     received_at = utcnow()
     with _Txn(connection):
@@ -205,8 +199,8 @@ def ingest_drop(
         )
         _audit(connection, settings, "drop_received", drop_id, run_id, operator=manifest.operator, feed=manifest.feed,
                sha256=actual_sha, bytes=actual_bytes, declared_rows=manifest.row_count, delivery=manifest.delivery)
-    data_path.unlink()
-    manifest_path.unlink()
+    storage.remove(data_path)
+    storage.remove(manifest_path)
     crash_point("ingest_received")
 
     def fail(reason: str, stage: str, failed: list[dict[str, Any]] | None = None, rows: int | None = None) -> DropOutcome:
@@ -230,7 +224,7 @@ def ingest_drop(
     # Parse per contract layout into staging (WAP "write").
     target = staging_file(settings, drop_id, manifest.feed)
     try:
-        staged = stage_drop(connection, raw_path, contract, target)
+        staged = stage_drop(connection, parse_source, contract, target)
     except Exception as error:  # noqa: BLE001 - one bad drop must never kill the run
         if not isinstance(error, ParseError):
             log.exception("unexpected parse failure for drop %s", drop_id)
@@ -314,6 +308,9 @@ def _write_results(connection, drop_id: str, results: list[RuleResult], run_id: 
 
 # ---------------------------------------------------------------- quarantine
 def _report(path: Path, payload: dict[str, Any]) -> None:
+    if not storage.is_local(path):
+        storage.write_bytes(path, json.dumps(payload, indent=1, default=str).encode("utf-8"))
+        return
     temporary = path.with_name(".report.json.tmp")
     temporary.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
     os.replace(temporary, path)
@@ -328,7 +325,7 @@ def quarantine_drop(
                               "FROM drops WHERE drop_id = ?", [drop_id]).fetchone()
     operator, feed, file_name, manifest_name, sha, size, raw_path, contract_id, contract_version = drop
     target = settings.quarantine / drop_id
-    target.mkdir(parents=True, exist_ok=True)
+    storage.ensure_dir(target)
     raw = settings.resolve(raw_path) or Path("")
     _fsync_copy(raw, target / file_name)
     raw_manifest = raw.with_name(raw.name + MANIFEST_SUFFIX)
@@ -350,8 +347,8 @@ def quarantine_drop(
         _audit(connection, settings, "drop_quarantined", drop_id, run_id, stage=stage, reason=reason,
                failed_rules=sorted({item["rule"] for item in failed_rules}))
     # The quarantine copy is now the only copy we keep of a rejected drop; raw/ holds accepted ones.
-    raw.unlink(missing_ok=True)
-    raw_manifest.unlink(missing_ok=True)
+    storage.remove(raw)
+    storage.remove(raw_manifest)
     shutil.rmtree(settings.staging / drop_id, ignore_errors=True)
     return DropOutcome(drop_id, operator, feed, "quarantined", reason, failed_rules, rows)
 
@@ -361,11 +358,11 @@ def _quarantine_landing(settings, connection, manifest: Manifest, manifest_path:
     manifest_sha = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
     drop_id = make_drop_id(manifest.operator, manifest.feed, manifest.window_start, manifest.delivery, manifest_sha)
     target = settings.quarantine / drop_id
-    target.mkdir(parents=True, exist_ok=True)
+    storage.ensure_dir(target)
     moved = [manifest_path.name]
-    os.replace(manifest_path, target / manifest_path.name)
-    if data_path is not None and (data_path.exists() or data_path.is_symlink()):
-        os.replace(data_path, target / data_path.name)  # a symlink moves as a link, never followed
+    storage.move(manifest_path, target / manifest_path.name)
+    if data_path is not None and (data_path.exists() or storage.is_symlink(data_path)):
+        storage.move(data_path, target / data_path.name)  # a symlink moves as a link, never followed
         moved.append(data_path.name)
     _report(target / "report.json", {
         "drop_id": drop_id, "operator": manifest.operator, "feed": manifest.feed, "file": manifest.file,
@@ -403,26 +400,26 @@ def _record_duplicate(settings, connection, manifest: Manifest, manifest_name: s
         )
         _audit(connection, settings, "drop_duplicate", duplicate_id, run_id, original=original_id, sha256=sha)
     # Its bytes are already kept under the original's raw/ or quarantine/ copy.
-    data_path.unlink()
-    manifest_path.unlink()
+    storage.remove(data_path)
+    storage.remove(manifest_path)
     return DropOutcome(duplicate_id, manifest.operator, manifest.feed, "duplicate", reason)
 
 
 def quarantine_unroutable(settings: Settings, connection, entry: UnroutableEntry, run_id: str | None) -> DropOutcome | None:
     """Move landing entries no window can take into quarantine/unroutable_<hash>/ (never following links)."""
     folder = settings.landing / entry.operator_dir
-    paths = [folder / name for name in entry.names if (folder / name).exists() or (folder / name).is_symlink()]
+    paths = [folder / name for name in entry.names if (folder / name).exists() or storage.is_symlink(folder / name)]
     if not paths and entry.names:
         return None  # already handled by an earlier run
     digest = hashlib.sha256(os.fsencode(entry.operator_dir))
     for path in paths:
         digest.update(os.fsencode(path.name))
-        digest.update(os.readlink(path).encode("utf-8", "surrogateescape") if path.is_symlink() else path.read_bytes())
+        digest.update(os.readlink(path).encode("utf-8", "surrogateescape") if storage.is_symlink(path) else path.read_bytes())
     drop_id = f"unroutable_{digest.hexdigest()[:16]}"
     target = settings.quarantine / drop_id
-    target.mkdir(parents=True, exist_ok=True)
+    storage.ensure_dir(target)
     for path in paths:
-        os.replace(path, target / path.name)
+        storage.move(path, target / path.name)
     printable = [name if is_utf8(name) else "hex:" + os.fsencode(name).hex() for name in entry.names]
     operator = entry.operator_dir if is_utf8(entry.operator_dir) else "hex:" + os.fsencode(entry.operator_dir).hex()
     reason = _one_line(f"unroutable: {entry.reason}")
@@ -461,8 +458,8 @@ def publish_window(settings: Settings, connection, start: datetime, end: datetim
             log.warning("drop %s not published: staging file or passing validation record missing", drop["drop_id"])
             continue
         target = lake_file(settings, drop)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, target)  # atomic on one filesystem: readers see all or nothing
+        # Atomic: a rename on one filesystem, one complete PUT on an object store.
+        storage.move(staged, target)
         crash_point("publish_moved")
         rivals = fetch_dicts(connection,
             "SELECT drop_id, delivery, received_at, lake_path FROM drops WHERE status = 'accepted' AND operator = ? AND feed = ? "
@@ -471,7 +468,7 @@ def publish_window(settings: Settings, connection, start: datetime, end: datetim
         older = [rival for rival in rivals if rival not in newer]
         with _Txn(connection):
             connection.execute("UPDATE drops SET status = 'accepted', lake_path = ? WHERE drop_id = ?", [settings.stored(target), drop["drop_id"]])
-            _audit(connection, settings, "drop_published", drop["drop_id"], run_id, lake_path=str(target.relative_to(settings.home)), rows=drop["rows_loaded"])
+            _audit(connection, settings, "drop_published", drop["drop_id"], run_id, lake_path=settings.stored(target), rows=drop["rows_loaded"])
             winner = max(newer, key=lambda rival: (rival["delivery"], rival["received_at"]))["drop_id"] if newer else drop["drop_id"]
             losers = older + ([drop] if newer else [])
             for loser in losers:
@@ -481,7 +478,7 @@ def publish_window(settings: Settings, connection, start: datetime, end: datetim
         for loser in older + ([{"lake_path": settings.stored(target)}] if newer else []):
             # Lake file removed (no downstream read), raw copy kept until retention.
             if loser.get("lake_path"):
-                settings.resolve(loser["lake_path"]).unlink(missing_ok=True)
+                storage.remove(settings.resolve(loser["lake_path"]))
         shutil.rmtree(settings.staging / drop["drop_id"], ignore_errors=True)
         outcomes.append(DropOutcome(drop["drop_id"], drop["operator"], drop["feed"], "superseded" if newer else "accepted", rows=drop["rows_loaded"]))
     return outcomes

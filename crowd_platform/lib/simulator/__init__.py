@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from crowd_platform.lib import storage
 from crowd_platform.lib.contracts import contract_for
 from crowd_platform.lib.settings import get_settings
 from crowd_platform.lib.simulator import keys
@@ -162,7 +163,7 @@ def simulate(
     fault_plan = FaultPlan.plan(set(faults), windows, chosen, seed, gzip_operators=gzip_operators)
 
     landing = settings.landing
-    landing.mkdir(parents=True, exist_ok=True)
+    storage.ensure_dir(landing)
     drops = {operator: 0 for operator in chosen}
     events = {operator: 0 for operator in chosen}
     empty = {operator: 0 for operator in chosen}

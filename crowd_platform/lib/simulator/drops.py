@@ -19,12 +19,16 @@ from typing import Any
 
 import polars as pl
 
+from crowd_platform.lib import storage
 from crowd_platform.lib.contracts import Contract
 
 MANIFEST_SUFFIX = ".manifest.json"
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
+    if not storage.is_local(path):
+        storage.write_bytes(path, payload)  # one PUT: the key appears complete or not at all
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "wb") as handle:
