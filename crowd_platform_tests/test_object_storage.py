@@ -29,7 +29,8 @@ from crowd_platform_tests.conftest import SAMPLED_RULES  # noqa: E402
 pytestmark = pytest.mark.xdist_group("object_storage")
 
 BUCKET = "crowd-platform-test"
-SIM = dict(start=date(2020, 3, 27), days=1, subscribers=1500, seed=11, hours=(4, 6),
+# One hour of two operators: 4 windows, cell lists, a duplicate and a raw-MSISDN drop (quarantined).
+SIM = dict(start=date(2020, 3, 27), days=1, subscribers=800, seed=11, hours=(4, 5), operators=["telkomsel", "xl"],
            gatherings=[], faults=frozenset({"msisdn", "duplicate"}))
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_SESSION_TOKEN": None, "AWS_PROFILE": None}
@@ -264,15 +265,25 @@ def test_densities_equal_those_of_a_local_root(runs):
 
 
 def test_outbox_requests_are_objects_in_the_bucket(runs):
+    from crowd_platform.lib.delivery import write_outbox_file
+
     settings = runs["s3"]["settings"]
     fs = _s3fs()
     requests = _rows(settings, "SELECT request_id, operator, outbox_path FROM broadcast_requests ORDER BY request_id")
     local_requests = _rows(runs["local"]["settings"], "SELECT request_id FROM broadcast_requests ORDER BY request_id")
     assert [row[0] for row in requests] == [row[0] for row in local_requests]
-    assert _bucket_keys("outbox") == sorted(f"outbox/{operator}/{request_id}.json" for request_id, operator, _ in requests)
+    # One hour has no baseline, hence no alert: write one request the way broadcast_requests does.
+    path = settings.outbox / "telkomsel" / "req-test-0001.json"
+    assert write_outbox_file(path, {"request_id": "req-test-0001", "operator": "telkomsel"})
+    assert not write_outbox_file(path, {"request_id": "req-test-0001", "operator": "other"})  # written once
+    assert str(path) == f"s3://{BUCKET}/crowd/outbox/telkomsel/req-test-0001.json"
+    assert settings.resolve(str(path)).exists()  # how the outbox check finds a recorded outbox_path
+    expected = [(f"outbox/{operator}/{request_id}.json") for request_id, operator, _ in requests]
+    assert _bucket_keys("outbox") == sorted(expected + ["outbox/telkomsel/req-test-0001.json"])
     for request_id, operator, outbox_path in requests:
         assert outbox_path == f"s3://{BUCKET}/crowd/outbox/{operator}/{request_id}.json"
         assert json.loads(fs.cat_file(outbox_path))["request_id"] == request_id
+    assert json.loads(fs.cat_file(f"{BUCKET}/crowd/outbox/telkomsel/req-test-0001.json"))["operator"] == "telkomsel"
 
 
 def test_retention_deletes_personal_objects_from_the_bucket_with_certificates(runs):
