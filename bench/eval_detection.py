@@ -76,7 +76,7 @@ def gatherings_for(seed: int) -> list[dict]:
     return gatherings
 
 
-def write_config(workdir: Path) -> Path:
+def write_config(workdir: Path, multi_sim_factor: float = SIMS_PER_PERSON) -> Path:
     """config/platform.yaml with two changes for this run (both recorded in the results).
 
     - density.multi_sim_factor = SIMS_PER_PERSON: each simulated subscriber is a SIM, so people =
@@ -84,7 +84,7 @@ def write_config(workdir: Path) -> Path:
     - emergency.start = 2020-02-01: partitions must cover the 4 weeks of history before March.
     """
     config = yaml.safe_load((PROJECT / "config" / "platform.yaml").read_text(encoding="utf-8"))
-    config["density"]["multi_sim_factor"] = SIMS_PER_PERSON
+    config["density"]["multi_sim_factor"] = multi_sim_factor
     config["emergency"]["start"] = "2020-02-01T00:00:00Z"
     path = workdir / "platform.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -101,22 +101,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, help="default /tmp/crowd_eval_seed<SEED>")
     parser.add_argument("--evaluate-only", action="store_true", help="do not simulate or process; evaluate the workdir")
+    parser.add_argument("--skip-simulate", action="store_true",
+                        help="keep the workdir's landing/ and ground_truth.json (same seed), drop everything else, process")
     parser.add_argument("--realert", help="rules file: recompute the alerts of the workdir with it, then evaluate")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--multi-sim-factor", type=float, default=SIMS_PER_PERSON,
+                        help="density.multi_sim_factor of the run's config (default 1.25 = SIMs per person)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="recompute district_density, density_baseline and alerts of the workdir with this "
+                             "config (lib functions of the assets), then evaluate")
     parser.add_argument("--area", default=",".join(AREA), help="kecamatan (smoke runs: a small one)")
     parser.add_argument("--hours", default=f"{HOURS_UTC[0]}-{HOURS_UTC[1]}", help="UTC hours FROM-TO")
     args = parser.parse_args(argv)
     AREA = tuple(name.strip() for name in args.area.split(","))
     HOURS_UTC = tuple(int(part) for part in args.hours.split("-"))
     workdir = (args.workdir or Path(f"/tmp/crowd_eval_seed{args.seed}")).resolve()
-    fresh = not args.evaluate_only and not args.realert
-    if fresh and workdir.exists():
+    fresh = not args.evaluate_only and not args.realert and not args.recompute
+    home = workdir / "home"
+    if fresh and args.skip_simulate:
+        for path in home.iterdir():
+            if path.name not in ("landing", "ground_truth.json"):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    elif fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    home = workdir / "home"
     # Settings are read when the definitions are imported: set the environment first.
     os.environ["CROWD_HOME"] = str(home)
-    os.environ["CROWD_CONFIG"] = str(write_config(workdir))
+    os.environ["CROWD_CONFIG"] = str(write_config(workdir, args.multi_sim_factor))
     os.environ.pop("CROWD_ALERT_RULES", None)
     rules_file = args.realert or "config/alert_rules.yaml"
     if args.realert:
@@ -127,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings(home)
     timings: dict[str, float] = {}
     info: dict = {}
-    if fresh:
+    if fresh and not args.skip_simulate:
         from crowd_platform.lib.simulator import simulate
 
         settings.ensure_dirs()
@@ -140,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         info["events"] = simulated["total_events"]
         info["windows"] = simulated["windows"]
         print(f"  {simulated['total_events']:,} events in {timings['simulate_s']} s", flush=True)
-
+    if fresh:
+        settings.ensure_dirs()
         from crowd_platform.lib.instance import get_instance
         from crowd_platform.lib.orchestration import process_pending
 
@@ -151,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         if not summary.ok:
             print("FAILED runs: " + "; ".join(summary.failed_runs), file=sys.stderr)
             return 1
-    if args.realert:
+    if args.recompute:
+        began = time.monotonic()
+        recompute_density(settings)
+        timings["recompute_density_s"] = round(time.monotonic() - began, 1)
+    if args.realert or args.recompute:
         began = time.monotonic()
         realert(settings, rules_file)
         timings["realert_s"] = round(time.monotonic() - began, 1)
@@ -160,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     report.update({"seed": args.seed, "rules_file": rules_file, "timings": timings, "peak_rss_mb_this_process": peak_rss_mb(),
                    "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **info})
     results = json.loads(args.output.read_text()) if args.output.exists() else {"runs": {}}
-    key = f"seed{args.seed}:{Path(rules_file).name}"
+    key = f"seed{args.seed}:{Path(rules_file).name}:multi_sim_factor={args.multi_sim_factor:g}"
+    report["multi_sim_factor"] = args.multi_sim_factor
     previous = results["runs"].get(key, {})
     for kept in ("timings", "events", "windows", "dagster_runs"):  # an evaluate-only pass keeps the run's figures
         if not report.get(kept) and previous.get(kept):
@@ -171,6 +188,22 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: report[k] for k in ("setup", "main", "timings")}, indent=1, default=str))
     print(f"written to {args.output} under {key}")
     return 0
+
+
+def recompute_density(settings) -> None:
+    """district_density then density_baseline for every simulated day, with the run's config."""
+    from crowd_platform.defs.density.assets import compute_density_baseline, compute_district_density
+    from crowd_platform.lib import warehouse
+
+    with warehouse.connect(settings.warehouse_path) as con:
+        days = sorted({row[0] for row in con.execute(
+            "SELECT DISTINCT CAST(timezone('UTC', window_start) AS DATE) FROM district_density").fetchall()})
+        for day in days:
+            start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            compute_district_density(con, settings, start, start + timedelta(days=1), None)
+        for day in days:
+            start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            compute_density_baseline(con, settings, start, start + timedelta(days=1), None)
 
 
 def realert(settings, rules_file: str) -> None:
