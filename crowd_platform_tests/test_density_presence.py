@@ -151,6 +151,23 @@ def test_location_rules_on_hand_made_example(home: Path, rule: str):
         assert con.execute("SELECT DISTINCT location_rule FROM bts_presence").fetchall() == [(rule,)]
 
 
+@pytest.mark.parametrize("rule,expected", [
+    # H: two events in the same microsecond on c1 (S1) and c3 (S2); J: the reverse order in the file.
+    ("last", {("cell", "c3"): 2, ("site", "S2"): 2}),
+    ("modal", {("cell", "c3"): 2, ("site", "S2"): 2}),
+    ("any", {("cell", "c1"): 2, ("cell", "c3"): 2, ("site", "S1"): 2, ("site", "S2"): 2}),
+])
+def test_ties_on_event_time_go_to_the_larger_cell_and_site(tmp_path: Path, rule: str, expected: dict):
+    settings = get_settings(tmp_path)
+    settings.ensure_dirs()
+    with connect(settings.warehouse_path) as con:
+        build_geography(con)
+        rows = [("H", "c1", 5), ("H", "c3", 5), ("J", "c3", 5), ("J", "c1", 5)]
+        add_drop(con, "tsel-tie", "telkomsel", WINDOW, write_events(tmp_path, "telkomsel", WINDOW, rows, "tsel-tie"))
+        compute_bts_presence(con, settings, WINDOW, WINDOW + timedelta(minutes=15), "run-tie", rule=rule)
+        assert presence(con) == expected
+
+
 def test_market_shares_come_from_the_contracts():
     settings = get_settings()
     contracts = operator_contracts(settings.contracts_dir)

@@ -3,21 +3,21 @@
 -- (DESIGN.md section 9).
 INSERT INTO bts_presence (window_start, operator, place_level, place_id, subscribers, location_rule, run_id)
 WITH subscriber_cells AS (
-    SELECT window_start, operator, subscriber_key, cell_id, site_id
+    SELECT window_start, operator, subscriber, cell_id, site_id
     FROM presence_events
-    GROUP BY window_start, operator, subscriber_key, cell_id, site_id
+    GROUP BY window_start, operator, subscriber, cell_id, site_id
 ),
 subscriber_sites AS (
-    SELECT window_start, operator, subscriber_key, site_id
+    SELECT window_start, operator, subscriber, site_id
     FROM subscriber_cells
-    GROUP BY window_start, operator, subscriber_key, site_id
+    GROUP BY window_start, operator, subscriber, site_id
 )
 SELECT window_start, operator, 'cell', cell_id, count(*), 'any', $run_id
 FROM (
     -- a cell moved between sites inside the window still counts each subscriber once
-    SELECT window_start, operator, subscriber_key, cell_id
+    SELECT window_start, operator, subscriber, cell_id
     FROM subscriber_cells
-    GROUP BY window_start, operator, subscriber_key, cell_id
+    GROUP BY window_start, operator, subscriber, cell_id
 )
 GROUP BY window_start, operator, cell_id
 UNION ALL

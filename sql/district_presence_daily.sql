@@ -6,9 +6,9 @@
 -- district_ancestry and effective_district_weights.
 INSERT INTO district_presence_daily (day, level, district_code, subscribers, run_id)
 WITH visits AS (
-    SELECT operator, subscriber_key, site_id
+    SELECT operator, subscriber, site_id
     FROM presence_events
-    GROUP BY operator, subscriber_key, site_id
+    GROUP BY operator, subscriber, site_id
 ),
 site_weights AS (
     SELECT w.operator, w.site_id, a.level, a.district_code, least(sum(w.weight), 1.0) AS weight
@@ -17,11 +17,11 @@ site_weights AS (
     GROUP BY w.operator, w.site_id, a.level, a.district_code
 ),
 presence AS (
-    SELECT v.operator, v.subscriber_key, s.level, s.district_code,
+    SELECT v.operator, v.subscriber, s.level, s.district_code,
            1 - product(1 - s.weight) AS probability
     FROM visits AS v
     JOIN site_weights AS s ON s.operator = v.operator AND s.site_id = v.site_id
-    GROUP BY v.operator, v.subscriber_key, s.level, s.district_code
+    GROUP BY v.operator, v.subscriber, s.level, s.district_code
 )
 SELECT CAST($day AS DATE), level, district_code, sum(probability), $run_id
 FROM presence

@@ -107,6 +107,7 @@ def load_presence_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, sta
     con.unregister("presence_inputs_frame")
     if inputs:
         con.execute("SET VARIABLE presence_files = $files", {"files": [row["lake_path"] for row in inputs]})
+        con.execute(read_sql("bts_presence_cells"))
         con.execute(read_sql("bts_presence_events"))
     return inputs
 
