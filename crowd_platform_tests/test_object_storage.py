@@ -315,5 +315,8 @@ def test_retention_deletes_personal_objects_from_the_bucket_with_certificates(ru
     assert deleted == _rows(settings, "SELECT count(*) FROM drops WHERE feed = 'events' AND status <> 'duplicate'")[0][0]
 
 
-def test_pipeline_on_the_bucket_stays_fast(runs):
-    assert runs["s3"]["seconds"] < 60, runs["s3"]["seconds"]
+def test_pipeline_on_the_bucket_costs_about_what_local_disk_costs(runs):
+    # Measured on 2 shared cores: 30-45 s each, the bucket within a few seconds of local disk.
+    # Generous bounds: a regression guard (e.g. a listing per object), not a benchmark.
+    on_s3, on_disk = runs["s3"]["seconds"], runs["local"]["seconds"]
+    assert on_s3 < 120 and on_s3 < 2 * on_disk + 10, (on_s3, on_disk)

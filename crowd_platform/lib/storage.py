@@ -255,10 +255,11 @@ def move(source: Location, target: Location) -> None:
 
 
 # ---------------------------------------------------------------- deleting
-def remove(path: Location) -> None:
-    """Remove one file or object; absent is fine."""
+def remove(path: Location, missing_ok: bool = True) -> None:
+    """Remove one file or object (locally, absent raises FileNotFoundError unless missing_ok;
+    an object-store DELETE of an absent key succeeds)."""
     if is_local(path):
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=missing_ok)
         return
     try:
         path.fs.rm_file(path.path)

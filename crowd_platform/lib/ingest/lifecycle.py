@@ -199,8 +199,8 @@ def ingest_drop(
         )
         _audit(connection, settings, "drop_received", drop_id, run_id, operator=manifest.operator, feed=manifest.feed,
                sha256=actual_sha, bytes=actual_bytes, declared_rows=manifest.row_count, delivery=manifest.delivery)
-    storage.remove(data_path)
-    storage.remove(manifest_path)
+    storage.remove(data_path, missing_ok=False)
+    storage.remove(manifest_path, missing_ok=False)
     crash_point("ingest_received")
 
     def fail(reason: str, stage: str, failed: list[dict[str, Any]] | None = None, rows: int | None = None) -> DropOutcome:
@@ -400,8 +400,8 @@ def _record_duplicate(settings, connection, manifest: Manifest, manifest_name: s
         )
         _audit(connection, settings, "drop_duplicate", duplicate_id, run_id, original=original_id, sha256=sha)
     # Its bytes are already kept under the original's raw/ or quarantine/ copy.
-    storage.remove(data_path)
-    storage.remove(manifest_path)
+    storage.remove(data_path, missing_ok=False)
+    storage.remove(manifest_path, missing_ok=False)
     return DropOutcome(duplicate_id, manifest.operator, manifest.feed, "duplicate", reason)
 
 
