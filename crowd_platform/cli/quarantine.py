@@ -9,7 +9,6 @@ Output holds drop ids, rule names, counts and row numbers, never values.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from pathlib import Path
 
