@@ -97,3 +97,21 @@ def test_holiday_alerts_are_not_counted_as_normal_day_false_alerts():
     common = dict(kabkota_of={}, district_count=100, site_count=10, normal_days=1.0)
     assert evaluate([alert], [], holiday_dates=set(), **common)["false_alerts"]["per_100_districts_per_normal_day"] == 1.0
     assert evaluate([alert], [], holiday_dates={local_day}, **common)["false_alerts"]["districts"] == 0
+
+
+def test_evaluate_cli_day_and_area_filters(home, capsys):
+    day = window(0).strftime("%Y-%m-%d")
+    assert main(["evaluate", "--home", str(home), "--json", "--day", day, "--area", "C1"]) == 0
+    output = capsys.readouterr().out
+    report = json.loads(output[output.index("{"):])
+    assert report["alerts"] == 2 and report["false_alerts"]["district_count"] == 3
+    assert report["false_alerts"]["normal_days"] == 0.125
+    # Another day: no alert opened and no window evaluated on it.
+    other = (window(0) + timedelta(days=1)).strftime("%Y-%m-%d")
+    assert main(["evaluate", "--home", str(home), "--json", "--day", other]) == 0
+    output = capsys.readouterr().out
+    report = json.loads(output[output.index("{"):])
+    assert report["alerts"] == 0 and report["false_alerts"]["normal_days"] == 0
+    assert report["target_group"]["detected"] == 0
+    assert main(["evaluate", "--home", str(home), "--area", "Nowhere"]) == 2
+    assert "area" in capsys.readouterr().err

@@ -175,10 +175,11 @@ def load_inputs(con: Any, rules_levels: tuple[str, ...], window_minutes: int, da
     kabkota_of = dict(con.execute("SELECT district_code, parent_code FROM districts WHERE level = 'kecamatan'").fetchall())
     district_levels = [level for level in rules_levels if level != "site"]
     if area:
-        wanted = [name.strip().lower() for name in area]
+        wanted = [name.strip() for name in area]
         kecamatan = [code for (code,) in con.execute(
             "SELECT district_code FROM districts WHERE level = 'kecamatan' AND "
-            "(list_contains(?, lower(name)) OR list_contains(?, district_code))", [wanted, wanted]).fetchall()]
+            "(list_contains(?, lower(name)) OR list_contains(?, district_code))",
+            [[name.lower() for name in wanted], wanted]).fetchall()]
         if len(kecamatan) < len(wanted):
             raise ValueError(f"area names {len(wanted)} kecamatan but {len(kecamatan)} are known")
         district_count = con.execute(
