@@ -316,7 +316,8 @@ def test_retention_deletes_personal_objects_from_the_bucket_with_certificates(ru
 
 
 def test_pipeline_on_the_bucket_costs_about_what_local_disk_costs(runs):
-    # Measured on 2 shared cores: 30-45 s each, the bucket within a few seconds of local disk.
+    # Measured on 2 busy shared cores: bucket 41 s, local disk 30 s (simulation included).
     # Generous bounds: a regression guard (e.g. a listing per object), not a benchmark.
     on_s3, on_disk = runs["s3"]["seconds"], runs["local"]["seconds"]
+    print(f"simulate + pipeline: bucket {on_s3:.1f} s, local disk {on_disk:.1f} s")
     assert on_s3 < 120 and on_s3 < 2 * on_disk + 10, (on_s3, on_disk)
