@@ -52,29 +52,11 @@ def location(value: str, options: dict[str, Any] | None = None) -> Location:
     return storage_root(value, options) if "://" in value else Path(value)
 
 
-def describe(root: Location) -> str:
-    """Printable root (URL without any credential: options are never part of it)."""
-    return str(root)
-
-
 # ---------------------------------------------------------------- folders
 def ensure_dir(path: Location) -> None:
     """Create a local folder; object stores have no folders (keys carry the prefix)."""
     if is_local(path):
         path.mkdir(parents=True, exist_ok=True)
-
-
-def fsync_directory(path: Path) -> None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 @dataclass(frozen=True)
