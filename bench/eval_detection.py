@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-presence-daily", action="store_true",
                         help="also compute district_presence_daily (the daily unique-visitor roll-up, not on the alert "
                              "path; 1.5-3.5 min per simulated day here)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run: keep everything, process what is pending (recovery included)")
     parser.add_argument("--realert", help="rules file: recompute the alerts of the workdir with it, then evaluate")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--multi-sim-factor", type=float, default=SIMS_PER_PERSON,
@@ -121,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = (args.workdir or Path(f"/tmp/crowd_eval_seed{args.seed}")).resolve()
     fresh = not args.evaluate_only and not args.realert and not args.recompute
     home = workdir / "home"
-    if fresh and args.skip_simulate:
+    if args.resume:
+        args.skip_simulate = True
+    elif fresh and args.skip_simulate:
         for path in home.iterdir():
             if path.name not in ("landing", "ground_truth.json"):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
