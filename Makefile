@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --rows 10000000
 	$(BIN)/python bench/bench_density.py --events 20000000
 	$(BIN)/python bench/bench_geography.py
+	$(BIN)/python bench/bench_latency.py
 
 clean:
 	rm -rf $(VENV) .crowd

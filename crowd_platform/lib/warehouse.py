@@ -7,6 +7,8 @@ inside assets only, kept short, and every writer step runs in the Dagster pool
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,9 +28,29 @@ def read_sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
 
+MEMORY_LIMIT_ENV = "CROWD_DUCKDB_MEMORY_LIMIT"
+_MEMORY_LIMIT = re.compile(r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def memory_limit() -> str | None:
+    """DuckDB's memory limit from CROWD_DUCKDB_MEMORY_LIMIT (e.g. ``4GB``), or None for DuckDB's
+    default (80 % of the machine). Several DuckDB processes on one machine (parallel runs,
+    workers, tests) each assume that 80 % is theirs; a limit makes large aggregations spill to
+    disk instead of swapping the machine."""
+    value = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if not value:
+        return None
+    if not _MEMORY_LIMIT.match(value):
+        raise ValueError(f"{MEMORY_LIMIT_ENV} must look like 4GB or 512MB, got {value!r}")
+    return value
+
+
 def _configure(connection: duckdb.DuckDBPyConnection) -> None:
-    # No progress bar in logs (DESIGN.md section 9); bounded threads on 2 cores.
+    # No progress bar in logs (DESIGN.md section 9).
     connection.execute("SET enable_progress_bar = false")
+    limit = memory_limit()
+    if limit:
+        connection.execute(f"SET memory_limit = '{limit}'")  # validated above: digits and a unit only
 
 
 def apply_schema(connection: duckdb.DuckDBPyConnection) -> None:
