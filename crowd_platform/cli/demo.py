@@ -14,7 +14,11 @@ from datetime import date, datetime, timedelta, timezone
 
 from crowd_platform.cli import CliError
 
-DEMO_START = date(2020, 3, 23)  # Monday; Nyepi (Wed 25 March 2020) is a public holiday
+# Monday 30 March - Friday 3 April 2020, a week without public holidays: Mon-Wed build the
+# bootstrap baseline (3 days, the minimum), Thursday 2 April is the quiet day on which nothing
+# may alert, Friday 3 April has the injected gatherings. (The week before holds Nyepi, Wed 25
+# March: a demo there evaluates only its Friday, since a holiday is left out of baselines.)
+DEMO_START = date(2020, 3, 30)
 DEMO_DAYS = 5
 DEMO_SUBSCRIBERS = 30_000
 
@@ -32,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--days", type=int, default=DEMO_DAYS)
     parser.add_argument("--subscribers", type=int, default=DEMO_SUBSCRIBERS)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--hours", help="only these UTC hours of each day, FROM-TO (a shorter demo; default all day)")
     parser.add_argument("--no-retention", action="store_true", help="keep personal data (skip the retention step)")
     parser.set_defaults(handler=handle)
 
@@ -66,6 +71,19 @@ def _count(connection, sql: str) -> int:
     return int(connection.execute(sql).fetchone()[0] or 0)
 
 
+def alerts_by_day(connection, gathering_day: date) -> list[dict]:
+    """Per evaluated UTC day: windows evaluated and alerts opened; the gathering day is marked."""
+    rows = connection.execute(
+        "WITH evaluated AS (SELECT CAST(timezone('UTC', window_start) AS DATE) AS day, count(*) AS windows "
+        "FROM alert_evaluations WHERE evaluated GROUP BY 1), "
+        "opened AS (SELECT CAST(timezone('UTC', opened_window) AS DATE) AS day, count(*) AS alerts, "
+        "count(*) FILTER (WHERE level <> 'site') AS district_alerts FROM crowd_alerts GROUP BY 1) "
+        "SELECT e.day, e.windows, coalesce(o.alerts, 0), coalesce(o.district_alerts, 0) "
+        "FROM evaluated e LEFT JOIN opened o USING (day) ORDER BY e.day").fetchall()
+    return [{"day": day, "windows": windows, "alerts": alerts, "district_alerts": district,
+             "kind": "gatherings" if day == gathering_day else "quiet"} for day, windows, alerts, district in rows]
+
+
 def handle(args: argparse.Namespace) -> int:
     from crowd_platform.lib import warehouse
     from crowd_platform.lib.instance import get_instance
@@ -79,6 +97,9 @@ def handle(args: argparse.Namespace) -> int:
         raise CliError(f"--start must be YYYY-MM-DD, got {args.start!r}") from None
     if args.days < 1 or args.subscribers < 100:
         raise CliError("--days must be >= 1 and --subscribers >= 100")
+    from crowd_platform.cli.simulate import _hours
+
+    hours = _hours(args.hours)
     settings = get_settings(args.home)
     if settings.warehouse_path.exists() or (settings.landing.exists() and any(settings.landing.iterdir())):
         if not args.fresh:
@@ -91,9 +112,10 @@ def handle(args: argparse.Namespace) -> int:
     os.environ.setdefault("CROWD_ALERT_RULES", "config/alert_rules_sampled.yaml")
 
     print(f"[1/5] simulating {args.days} days of Jakarta from {start} ({args.subscribers:,} subscribers, seed {args.seed})")
-    gatherings = demo_gatherings(start + timedelta(days=args.days - 1), args.subscribers)
+    gathering_day = start + timedelta(days=args.days - 1)
+    gatherings = demo_gatherings(gathering_day, args.subscribers)
     simulated = simulate(settings.home, start=start, days=args.days, subscribers=args.subscribers, seed=args.seed,
-                         gatherings=gatherings, progress=True)
+                         gatherings=gatherings, progress=True, hours=hours)
 
     print("[2/5] processing the landing area through Dagster")
     instance = get_instance(settings)
@@ -102,6 +124,14 @@ def handle(args: argparse.Namespace) -> int:
     print("[3/5] evaluating alerts against the injected gatherings")
     from crowd_platform.cli import main as cli_main
 
+    with warehouse.connect(settings.warehouse_path, read_only=True) as connection:
+        days = alerts_by_day(connection, gathering_day)
+    for row in days:
+        label = "injected gatherings" if row["kind"] == "gatherings" else "quiet day, no gathering"
+        print(f"  {row['day']} ({label}): {row['alerts']} alerts opened ({row['district_alerts']} district, "
+              f"{row['alerts'] - row['district_alerts']} site) in {row['windows']} evaluated windows")
+    if not days:
+        print("  no day had a baseline yet (at least 3 earlier non-holiday days are needed)")
     cli_main(["evaluate", "--home", str(settings.home)])
 
     print("[4/5] writing the auditor's report")
@@ -130,6 +160,9 @@ def handle(args: argparse.Namespace) -> int:
           f" / {drops.get('quarantined', 0)} / {drops.get('duplicate', 0)}")
     print(f"  windows computed: {windows} over {len(summary.days)} days ({summary.runs} Dagster runs)")
     print(f"  alerts raised: {alerts} for {len(gatherings)} injected gatherings")
+    quiet = [row for row in days if row["kind"] == "quiet"]
+    if quiet:
+        print(f"  quiet days evaluated: {len(quiet)}, alerts on them: {sum(row['alerts'] for row in quiet)}")
     print(f"  broadcast requests written: {requests} (outbox: {settings.outbox})")
     print(f"  report: {settings.reports}")
     print(f"  Dagster UI: make dev (DAGSTER_HOME={settings.dagster_home})")
