@@ -156,10 +156,10 @@ sites AS (
     GROUP BY l.operator, c.site_id
 ),
 finest AS (
-    SELECT w.district_code, sum(s.subscribers * w.weight / sh.share) AS people
+    -- pooled estimator: all operators' subscribers over the reporting operators' total share
+    SELECT w.district_code, sum(s.subscribers * w.weight) / (SELECT sum(share) FROM shares) AS people
     FROM sites AS s
     JOIN bts_district_weights AS w ON w.site_id = s.site_id AND w.scope = s.operator
-    JOIN shares AS sh ON sh.operator = s.operator
     GROUP BY w.district_code
 ),
 l1 AS (SELECT d.parent_code AS district_code, sum(f.people) AS people FROM finest AS f
@@ -206,7 +206,7 @@ def run_pandas(workdir: Path) -> dict[str, float]:
     located = last.merge(registry, on=["operator", "cell_id"])
     sites = located.groupby(["operator", "site_id"]).size().rename("subscribers").reset_index()
     apportioned = sites.merge(weights, on=["operator", "site_id"])
-    apportioned["people"] = apportioned["subscribers"] * apportioned["weight"] / apportioned["operator"].map(shares)
+    apportioned["people"] = apportioned["subscribers"] * apportioned["weight"] / sum(shares.values())
     finest = apportioned.groupby("district_code")["people"].sum()
     parents = districts.set_index("district_code")["parent_code"]
     result = dict(finest)
@@ -260,9 +260,9 @@ def run_postgres(workdir: Path, dsn: str) -> dict[str, float]:
             FROM last_event l JOIN bench_cells c ON c.cell_id = l.cell_id AND c.operator = l.operator
             GROUP BY c.operator, c.site_id
         ), finest AS (
-            SELECT w.district_code, sum(s.subscribers * w.weight / sh.share) AS people
+            SELECT w.district_code, sum(s.subscribers * w.weight) / (SELECT sum(share) FROM bench_shares) AS people
             FROM sites s JOIN bench_weights w ON w.site_id = s.site_id AND w.scope = s.operator
-            JOIN bench_shares sh ON sh.operator = s.operator GROUP BY w.district_code
+            GROUP BY w.district_code
         ), l1 AS (SELECT d.parent_code AS district_code, sum(people) AS people FROM finest f
                   JOIN bench_districts d USING (district_code) GROUP BY d.parent_code),
         l2 AS (SELECT d.parent_code AS district_code, sum(people) AS people FROM l1

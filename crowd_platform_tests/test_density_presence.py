@@ -187,9 +187,10 @@ def test_district_density_apportions_rolls_up_and_scales_by_market_share(home: P
     t, i = shares["telkomsel"], shares["indosat"]
     # last rule: telkomsel S1 = 2 (D, E) split 50/50 over L1/L2, S2 = 4 in L3; indosat IS1 = 3 in L2.
     expected_subscribers = {"L1": 1.0, "L2": 4.0, "L3": 4.0, "W1": 0.0, "KC1": 5.0, "KC2": 4.0, "K1": 9.0}
-    expected_people = {"L1": 1 / t, "L2": 1 / t + 3 / i, "L3": 4 / t, "W1": 0.0}
-    expected_people |= {"KC1": expected_people["L1"] + expected_people["L2"], "KC2": expected_people["L3"]}
-    expected_people["K1"] = expected_people["KC1"] + expected_people["KC2"]
+    # Pooled estimator: every operator's subscribers over the total share of the operators
+    # reporting in the window (each operator alone already estimates everybody: summing
+    # per-operator estimates would count the population once per operator).
+    expected_people = {code: subscribers / (t + i) for code, subscribers in expected_subscribers.items()}
     land = {"L1": 2, "L2": 3, "L3": 5, "KC1": 5, "KC2": 5, "K1": 10}  # water W1 excluded
     assert set(rows) == set(expected_subscribers)
     for code, (subscribers, people, density, operators, drop_ids) in rows.items():

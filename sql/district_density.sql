@@ -1,6 +1,9 @@
 -- Site subscribers (bts_presence) apportioned to the finest districts by weight, rolled up to
--- every coarser level through district_ancestry, and scaled to people per operator:
--- people = sum over operators of subscribers / market_share / multi_sim_factor.
+-- every coarser level through district_ancestry, and scaled to people with the pooled
+-- estimator: people = sum of all operators' subscribers / (sum of the market shares of the
+-- operators reporting in the window) / multi_sim_factor. Each operator's subscribers /
+-- market_share alone estimates everybody, so those must not be added up; and a late operator
+-- drops out of the denominator instead of lowering the estimate.
 -- Dense: every district at every level for every window that has accepted drops, so a
 -- district with nobody is a 0, not a missing row. Needs temp tables district_ancestry,
 -- effective_district_weights and operator_shares.
@@ -23,13 +26,19 @@ per_operator AS (
     JOIN district_ancestry AS a ON a.finest_code = f.district_code
     GROUP BY f.window_start, a.level, a.district_code, f.operator
 ),
+reporting AS (
+    SELECT r.window_start, sum(o.market_share) AS market_share
+    FROM (SELECT DISTINCT window_start, operator FROM site_presence) AS r
+    JOIN operator_shares AS o ON o.operator = r.operator
+    GROUP BY r.window_start
+),
 per_district AS (
     SELECT p.window_start, p.level, p.district_code,
            sum(p.subscribers) AS subscribers,
-           sum(p.subscribers / o.market_share) / $multi_sim_factor AS people_estimate,
+           sum(p.subscribers) / any_value(r.market_share) / $multi_sim_factor AS people_estimate,
            count(*) FILTER (WHERE p.subscribers > 0) AS operators_reporting
     FROM per_operator AS p
-    JOIN operator_shares AS o ON o.operator = p.operator
+    JOIN reporting AS r ON r.window_start = p.window_start
     GROUP BY p.window_start, p.level, p.district_code
 ),
 places AS (
