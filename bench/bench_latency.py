@@ -260,10 +260,9 @@ def prepare(args, settings, instance, defs, tags: dict, jakarta: Jakarta, first_
     """Untimed: cell lists, quiet history of the two windows, then the target day's baseline."""
     import dagster as dg
 
-    from crowd_platform.lib.orchestration import RunSummary, _execute
+    from crowd_platform.lib.orchestration import RunSummary, _execute, process_pending
     from crowd_platform.lib.simulator import _write_cells_drop
 
-    sensor = defs.resolve_sensor_def("landing_sensor")
     started = time.time()
     for operator in OPERATORS:
         _write_cells_drop(settings.landing, settings, jakarta.operators[operator]["network"], first_day + FIRST_WINDOW_UTC)
@@ -274,13 +273,8 @@ def prepare(args, settings, instance, defs, tags: dict, jakarta: Jakarta, first_
             write_window(jakarta, settings, incoming, window_start, args.seed + 100 * day + slot, gathering=0)
             land(incoming, settings.landing)
         log("set-up: processing the history through Dagster (untimed)")
-        # What the sensor requests, one run each (cell lists first). Unlike `crowd-platform run`,
-        # no daily presence roll-up: it is not on the alert path and costs more than the windows.
-        summary = RunSummary()
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-        for request in sorted(tick.run_requests or [], key=lambda r: (r.job_name != "geography_job", r.partition_key or "")):
-            _execute(defs, instance, request.job_name, summary, log, str(request.partition_key),
-                     partition_key=request.partition_key, run_config=request.run_config, tags={**tags, **request.tags})
+        # As `crowd-platform run`, without the daily presence roll-up (not on the alert path).
+        summary = process_pending(settings, instance, progress=log, with_presence_daily=False)
         if not summary.ok or summary.runs == 0:
             raise RuntimeError(f"set-up failed: {summary.failed_runs or 'no run requested'}")
     # The target day's baseline: the daily schedule computes it at 00:05, before any window.

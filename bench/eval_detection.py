@@ -160,15 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {simulated['total_events']:,} events in {timings['simulate_s']} s", flush=True)
     if fresh:
         settings.ensure_dirs()
-        from crowd_platform.lib import orchestration
         from crowd_platform.lib.instance import get_instance
         from crowd_platform.lib.orchestration import process_pending
 
-        if not args.with_presence_daily:
-            orchestration.process_day = _process_day_without_daily_presence
-
         began = time.monotonic()
-        summary = process_pending(settings, get_instance(settings), purpose=settings.purpose, actor="bench:eval_detection")
+        summary = process_pending(settings, get_instance(settings), purpose=settings.purpose, actor="bench:eval_detection",
+                                  with_presence_daily=args.with_presence_daily)
         timings["process_s"] = round(time.monotonic() - began, 1)
         info["dagster_runs"] = summary.runs
         if not summary.ok:
@@ -199,22 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: report[k] for k in ("setup", "main", "timings")}, indent=1, default=str))
     print(f"written to {args.output} under {key}")
     return 0
-
-
-def _process_day_without_daily_presence(defs, instance, day, window_keys, tags, summary, progress) -> None:
-    """orchestration.process_day minus the district_presence_daily run: baseline, then the windows."""
-    import dagster as dg
-
-    from crowd_platform.lib.orchestration import _execute
-    from crowd_platform.lib.partitions import range_tags
-
-    first, last = window_keys[0], window_keys[-1]
-    progress(f"  {day}: baseline, then windows {first[-5:]}..{last[-5:]} ({len(window_keys)} with new drops)")
-    _execute(defs, instance, "daily_job", summary, progress, f"baseline {day}", partition_key=day,
-             asset_selection=[dg.AssetKey("density_baseline")], tags=tags)
-    if _execute(defs, instance, "window_job", summary, progress, f"{first}..{last}", tags={**tags, **range_tags(first, last)}):
-        summary.windows.update(window_keys)
-    summary.days.add(day)
 
 
 def recompute_density(settings) -> None:

@@ -89,8 +89,12 @@ def process_pending(
     actor: str | None = None,
     progress: Progress = print,
     max_ticks: int = 10_000,
+    with_presence_daily: bool = True,
 ) -> RunSummary:
-    """Tick the landing sensor until it requests nothing more; run what it requests."""
+    """Tick the landing sensor until it requests nothing more; run what it requests.
+
+    ``with_presence_daily=False`` leaves out the daily unique-visitor roll-up (not on the
+    alert path; evaluations and benchmarks that only need alerts skip its cost)."""
     defs = _definitions()
     sensor_def = defs.resolve_sensor_def("landing_sensor")
     tags = run_tags(purpose or settings.purpose, actor)
@@ -104,7 +108,7 @@ def process_pending(
         requests = list(tick.run_requests or [])
         if not requests:
             break
-        _run_requests(defs, instance, requests, tags, summary, progress)
+        _run_requests(defs, instance, requests, tags, summary, progress, with_presence_daily)
     return summary
 
 
@@ -115,6 +119,7 @@ def _run_requests(
     tags: dict[str, str],
     summary: RunSummary,
     progress: Progress,
+    with_presence_daily: bool = True,
 ) -> None:
     by_job: dict[str, list[dg.RunRequest]] = defaultdict(list)
     for request in requests:
@@ -139,7 +144,7 @@ def _run_requests(
         if request.partition_key:
             windows_by_day[_day_of(request.partition_key)].append(request.partition_key)
     for day in sorted(windows_by_day):
-        process_day(defs, instance, day, sorted(set(windows_by_day[day])), tags, summary, progress)
+        process_day(defs, instance, day, sorted(set(windows_by_day[day])), tags, summary, progress, with_presence_daily)
 
     for job_name, leftover in by_job.items():
         for request in leftover:
@@ -187,6 +192,7 @@ def process_day(
     tags: dict[str, str],
     summary: RunSummary,
     progress: Progress,
+    with_presence_daily: bool = True,
 ) -> None:
     """Baseline of the day, then its windows as one range run, then the daily roll-up."""
     first, last = window_keys[0], window_keys[-1]
@@ -195,8 +201,9 @@ def process_day(
              asset_selection=[dg.AssetKey("density_baseline")], tags=tags)
     if _execute(defs, instance, "window_job", summary, progress, f"{first}..{last}", tags={**tags, **range_tags(first, last)}):
         summary.windows.update(window_keys)
-    _execute(defs, instance, "daily_job", summary, progress, f"presence {day}", partition_key=day,
-             asset_selection=[dg.AssetKey("district_presence_daily")], tags=tags)
+    if with_presence_daily:
+        _execute(defs, instance, "daily_job", summary, progress, f"presence {day}", partition_key=day,
+                 asset_selection=[dg.AssetKey("district_presence_daily")], tags=tags)
     summary.days.add(day)
 
 
