@@ -10,7 +10,8 @@ Location rule 'last'. Results go to bench/results/density.json.
 
     .venv/bin/python bench/bench_density.py --events 2000000          # smoke (about a minute)
     .venv/bin/python bench/bench_density.py --events 20000000         # target size
-    .venv/bin/python bench/bench_density.py --events 100000000 --variants platform   # scale check
+    CROWD_DUCKDB_MEMORY_LIMIT=4GB .venv/bin/python bench/bench_density.py --events 100000000 \
+        --variants platform,handwritten                                       # scale check, bounded memory
 """
 
 from __future__ import annotations
