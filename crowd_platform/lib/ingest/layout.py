@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from crowd_platform.lib.contracts import Contract
+from crowd_platform.lib.ingest.interrupts import IngestInterrupted, is_interrupt
 
 UTF8_BOM = codecs.BOM_UTF8
 # A CSV line longer than this is not an event row (DuckDB's own default limit is 2 MB).
@@ -341,6 +342,9 @@ def stage_drop(connection: duckdb.DuckDBPyConnection, data_path: Path, contract:
     except (duckdb.Error, RuntimeError) as error:
         temporary.unlink(missing_ok=True)
         guard_error = guard.wait() if guard else None
+        if guard_error is None and is_interrupt(error):
+            # Not the guard: the process is being stopped. Leave the drop to crash recovery.
+            raise IngestInterrupted("interrupted while parsing a drop") from None
         # The guard's reason (bomb, truncation) is the root cause when it fired.
         raise (guard_error or ParseError(_duckdb_reason(error))) from None
     guard_error = guard.wait() if guard else None
