@@ -115,3 +115,20 @@ def test_evaluate_cli_day_and_area_filters(home, capsys):
     assert report["target_group"]["detected"] == 0
     assert main(["evaluate", "--home", str(home), "--area", "Nowhere"]) == 2
     assert "area" in capsys.readouterr().err
+
+
+def test_gathering_size_is_the_people_it_adds_to_its_kelurahan():
+    """3 000 participants of whom only 1 200 would have been elsewhere: not in the >= 2 000 target group."""
+    alert = Alert("a1", "kelurahan", "K1", window(2))
+    mostly_local = {**GATHERING_AT_K1, "people_added": 1200}
+    report = evaluate([alert], [mostly_local], kabkota_of={}, district_count=100, site_count=0, normal_days=1.0,
+                      holiday_dates=set())
+    assert report["target_group"]["gatherings"] == 0
+    assert report["recall_by_band"]["500-1999 people"] == {"gatherings": 1, "detected": 1, "recall": 1.0}
+    assert report["per_gathering"][0]["people_added"] == 1200 and report["per_gathering"][0]["people_equivalent"] == 3000
+    widely_drawn = {**GATHERING_AT_K1, "people_added": 2400}
+    report = evaluate([alert], [widely_drawn], kabkota_of={}, district_count=100, site_count=0, normal_days=1.0,
+                      holiday_dates=set())
+    assert report["target_group"] == {"gatherings": 1, "detected": 1, "recall": 1.0, "detected_within_2_windows": 1,
+                                      "recall_within_2_windows": 1.0}
+

@@ -57,6 +57,40 @@ def test_area_simulation_records_real_people_per_gathering(tmp_path):
     assert truth["area"]["kecamatan"] == ["Johar Baru"] and truth["area"]["sims_per_person"] == 1.25
     assert truth["subscribers"] == truth["area"]["kept"] > 10_000
     assert truth["gatherings"][0]["people_equivalent"] == 200  # 250 SIMs / 1.25 SIMs per person
+    # People added to the kelurahan: participants who would otherwise have been elsewhere, per window
+    # (03:15, 03:30, 03:45), sustained = the smallest; never more than the participants.
+    record = truth["gatherings"][0]
+    added = [entry["subscribers_added"] for entry in record["subscribers_added_by_window"]]
+    assert [entry["window_start"] for entry in record["subscribers_added_by_window"]] == [
+        "2020-03-27T03:15:00Z", "2020-03-27T03:30:00Z", "2020-03-27T03:45:00Z"]
+    assert all(0 <= value <= 250 for value in added)
+    assert record["people_added"] == round(min(added) / 1.25)
     assert summary["windows"] == 4 and summary["total_events"] > 0
     with pytest.raises(ValueError, match="unknown kecamatan"):
         simulate(tmp_path / "x", date(2020, 3, 27), 1, 1, 3, hours=(3, 4), gatherings=[], area=["Atlantis"])
+
+
+def test_people_added_leaves_out_participants_already_in_the_kelurahan(world):
+    """A participant at home in the gathering's own kelurahan adds nobody; one at work elsewhere adds one."""
+    from datetime import timedelta
+
+    from crowd_platform.lib.simulator.gatherings import ActiveGathering, record_people_added
+
+    area = world.kelurahan["kec_name"].to_numpy() == "Johar Baru"
+    subscribers, _ = make_area_subscribers(world, 200_000, 5, area)
+    start = datetime(2020, 3, 27, 3, 15, tzinfo=timezone.utc)  # 10:15 WIB on a working Friday
+    residents_at_home = np.flatnonzero(~subscribers.commuter & area[subscribers.home_kelurahan])[:50]
+    row = int(subscribers.home_kelurahan[residents_at_home[0]])
+    residents_at_home = residents_at_home[subscribers.home_kelurahan[residents_at_home] == row]
+    commuters_elsewhere = np.flatnonzero(subscribers.commuter & (subscribers.place_kelurahan[:, 1] != row)
+                                         & (subscribers.place_kelurahan[:, 0] != row))[:40]
+    participants = np.sort(np.concatenate([residents_at_home, commuters_elsewhere]))
+    gathering = ActiveGathering(record={}, start=start, end=start + timedelta(minutes=30), xy=np.zeros(2),
+                                participants=participants, kelurahan_row=row)
+    record_people_added([gathering], subscribers, 5, 1.25)
+    added = [entry["subscribers_added"] for entry in gathering.record["subscribers_added_by_window"]]
+    assert len(added) == 2
+    # Non-commuters stay home unless on an outing (a few per cent); commuters are at work or on the road.
+    for value in added:
+        assert len(commuters_elsewhere) - 3 <= value <= len(commuters_elsewhere) + len(residents_at_home) // 4
+    assert gathering.record["people_added"] == round(min(added) / 1.25)

@@ -30,7 +30,7 @@ from crowd_platform.lib.simulator.drops import (
 )
 from crowd_platform.lib.simulator.events import WindowGenerator
 from crowd_platform.lib.simulator.faults import FAULT_TYPES, FaultPlan
-from crowd_platform.lib.simulator.gatherings import default_gatherings, resolve_gatherings
+from crowd_platform.lib.simulator.gatherings import default_gatherings, record_people_added, resolve_gatherings
 from crowd_platform.lib.simulator.population import make_area_subscribers, make_subscribers
 from crowd_platform.lib.simulator.world import OperatorNetwork, build_world
 
@@ -158,6 +158,7 @@ def simulate(
     specs = default_gatherings(windows, subscribers, seed) if gatherings is None else list(gatherings)
     active = resolve_gatherings(specs, world, population, seed,
                                 sampling_fraction=sampling_fraction if area else None)
+    record_people_added(active, population, seed, sampling_fraction)
     generator = WindowGenerator(world, population, active, seed)
     gzip_operators = {name for name in chosen if world.networks[name].contract.layout.get("compression") == "gzip"}
     fault_plan = FaultPlan.plan(set(faults), windows, chosen, seed, gzip_operators=gzip_operators)

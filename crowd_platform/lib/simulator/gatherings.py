@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from crowd_platform.lib.simulator.population import Subscribers
+from crowd_platform.lib.simulator.population import HOME, MOVING, THIRD, WORK, Subscribers, make_day_plan, place_at
 from crowd_platform.lib.simulator.world import World
 
 LOCAL_OFFSET = timedelta(hours=7)  # Asia/Jakarta, no daylight saving
@@ -45,6 +45,7 @@ class ActiveGathering:
     end: datetime
     xy: np.ndarray  # (2,) metres
     participants: np.ndarray  # sorted subscriber indices
+    kelurahan_row: int = -1  # World.kelurahan row of the place
 
 
 def _iso(moment: datetime) -> str:
@@ -201,5 +202,46 @@ def resolve_gatherings(
             "people_equivalent": int(round(people)),
             "origin_radius_m": int(round(float(distance[nearest].max()))) if len(nearest) else 0,
         }
-        resolved.append(ActiveGathering(record=record, start=start, end=end, xy=place, participants=participants))
+        resolved.append(ActiveGathering(record=record, start=start, end=end, xy=place, participants=participants,
+                                        kelurahan_row=row))
     return resolved
+
+
+def record_people_added(gatherings: list[ActiveGathering], subscribers: Subscribers, seed: int,
+                        sampling_fraction: float) -> None:
+    """Ground truth in the issue's terms: people a gathering ADDS to its kelurahan.
+
+    Participants are drawn among the nearest homes, so some of them would have been in the same
+    kelurahan anyway (at home, at work, on an outing there): they do not change its count. Per
+    15-minute window of the gathering, a participant is added when, without the gathering, the
+    day plan would have put them elsewhere (home, work or third place in another kelurahan; on
+    the road between two places neither of which is in it). ``people_added`` is the minimum over
+    the windows the gathering fully covers (what it sustains), in people (/ sampling fraction).
+    """
+    plans: dict[date, Any] = {}
+    for gathering in gatherings:
+        who = gathering.participants
+        kelurahan_of = subscribers.place_kelurahan[who]
+        row = gathering.kelurahan_row
+        by_window = []
+        window = gathering.start - timedelta(minutes=gathering.start.minute % 15, seconds=gathering.start.second,
+                                             microseconds=gathering.start.microsecond)
+        while window < gathering.end:
+            lo, hi = max(window, gathering.start), min(window + WINDOW, gathering.end)
+            local = lo + (hi - lo) / 2 + LOCAL_OFFSET
+            if local.date() not in plans:
+                plans[local.date()] = make_day_plan(subscribers, local.date(), seed)
+            hour = np.full(len(who), local.hour + local.minute / 60.0 + local.second / 3600.0, dtype=np.float32)
+            place, _ = place_at(plans[local.date()], who, hour)
+            inside = np.zeros(len(who), dtype=bool)
+            for code in (HOME, WORK, THIRD):
+                inside |= (place == code) & (kelurahan_of[:, code] == row)
+            inside |= (place == MOVING) & ((kelurahan_of[:, HOME] == row) | (kelurahan_of[:, WORK] == row))
+            by_window.append({"window_start": _iso(window), "full": lo == window and hi == window + WINDOW,
+                              "subscribers_added": int((~inside).sum())})
+            window += WINDOW
+        sustained = [entry["subscribers_added"] for entry in by_window if entry["full"]] or \
+                    [entry["subscribers_added"] for entry in by_window]
+        gathering.record["subscribers_added_by_window"] = [
+            {"window_start": entry["window_start"], "subscribers_added": entry["subscribers_added"]} for entry in by_window]
+        gathering.record["people_added"] = int(round(min(sustained) / sampling_fraction)) if sustained else 0

@@ -54,6 +54,7 @@ class Subscribers:
     lu_period_s: np.ndarray  # int32 periodic location update timer
     lu_phase_s: np.ndarray  # int32
     place_cell: np.ndarray  # int32 (n, 3): nearest own-operator cell at home, work, third place
+    place_kelurahan: np.ndarray  # int16 (n, 3): World.kelurahan row of home, work, third place
 
 
 def _points(world: World, rng: np.random.Generator, kelurahan: np.ndarray) -> np.ndarray:
@@ -120,6 +121,7 @@ def _complete(world: World, rng: np.random.Generator, operators: list[str], oper
         lu_period_s=lu_period.astype(np.int32),
         lu_phase_s=lu_phase,
         place_cell=place_cell,
+        place_kelurahan=np.stack([home_kelurahan, work_kelurahan, third_kelurahan], axis=1).astype(np.int16),
     )
 
 
