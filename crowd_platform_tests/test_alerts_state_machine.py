@@ -26,10 +26,36 @@ def transitions_of(values: list[float], rules: AlertRules = RULES) -> list[tuple
     return [(int((t.window_start - T0) / timedelta(minutes=15)), t.transition, t.severity) for t in transitions]
 
 
-def test_rules_file_defaults_match_the_literature():
-    assert RULES.robust_z_min == 3.0 and RULES.ratio_min == 1.5
+def test_rules_file_defaults():
+    """z >= 3 and 2 consecutive windows from the literature; no ratio condition and low spread floors at
+    full scale (docs/decisions/008-alert-rules-full-scale.md); the sampled rules keep ratio 1.5 and 5 %."""
+    assert RULES.robust_z_min == 3.0 and RULES.ratio_min_for("kelurahan") == 1.0 and RULES.ratio_min_for("site") == 1.0
+    assert RULES.mad_floor_fraction == 0.005 and RULES.mad_floor_counting == pytest.approx(0.6745)
     assert RULES.min_consecutive == 2 and RULES.close_after == 2 and RULES.cooldown == 4
     assert RULES.min_excess_for("kelurahan") == 1000 and RULES.min_excess_for("unknown-level") == 1000
+    sampled = load_rules(PROJECT_ROOT / "config" / "alert_rules_sampled.yaml")
+    assert sampled.ratio_min_for("kelurahan") == 1.5 and sampled.mad_floor_fraction == 0.05
+
+
+def test_ratio_per_level_and_counting_noise_floor(tmp_path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(
+        "condition:\n  robust_z_min: 3.0\n  ratio_min: {site: 1.5, default: 1.0}\n  mad_floor_fraction: 0.005\n"
+        "  mad_floor_counting: 0.6745\n  mad_floor_min: 1.0\n  min_excess: {default: 100}\n")
+    rules = load_rules(rules_file)
+    assert rules.ratio_min_for("site") == 1.5 and rules.ratio_min_for("kelurahan") == 1.0
+    # Flat history (MAD 0) at 10 000: the counting floor (0.6745 * 100) is above 0.5 % (50).
+    assert rules.spread(10_000, 0) == pytest.approx(67.45)
+    assert rules.spread(10_000, 400) == 400  # a real spread above the floors decides
+    assert rules.spread(1_000_000, 0) == pytest.approx(5000)  # 0.5 % beats sqrt at a million
+    # +400 on 10 000: z = 400 / (1.4826 * 67.45) = 4.0, ratio 1.04: an alert condition for a district...
+    crowd = score(Observation(10_400, 10_000, 0), "kelurahan", rules)
+    assert crowd.robust_z == pytest.approx(400 / (1.4826 * 67.45)) and crowd.condition and crowd.severity == 1
+    # ...but not for a site, where this file keeps the literature's ratio 1.5.
+    assert not score(Observation(10_400, 10_000, 0), "site", rules).condition
+    # One number still means every level.
+    rules_file.write_text("condition:\n  ratio_min: 1.2\n")
+    assert load_rules(rules_file).ratio_min_for("site") == load_rules(rules_file).ratio_min_for("kecamatan") == 1.2
 
 
 def test_score_uses_robust_z_ratio_and_excess():
@@ -46,9 +72,9 @@ def test_score_uses_robust_z_ratio_and_excess():
 
 def test_zero_mad_is_floored():
     flat = score(Observation(2150, 2000, 0), "kelurahan", RULES)
-    # spread = max(0, 5% of 2000, 1) = 100, not 0 (which would make z infinite)
-    assert flat.robust_z == pytest.approx(150 / (1.4826 * 100))
-    assert not flat.condition
+    # spread = max(0, 0.5 % of 2000 = 10, 0.6745 * sqrt(2000) = 30.2, 1), not 0 (which would make z infinite)
+    assert flat.robust_z == pytest.approx(150 / (1.4826 * 0.6745 * 2000 ** 0.5))
+    assert not flat.condition  # z 3.35, but 150 people is below the kelurahan's min_excess (1 000)
 
 
 def test_single_window_spike_does_not_open():

@@ -16,6 +16,7 @@ gives the same alert ids (``alert_id`` = hash of level, place and opened window)
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -43,9 +44,12 @@ class SeverityBand:
 class AlertRules:
     levels: tuple[str, ...] = (SITE_LEVEL, "kelurahan", "kecamatan")
     robust_z_min: float = 3.0
-    ratio_min: float = 1.5
+    # Per level like min_excess ({"default": x} when the YAML gives one number).
+    ratio_min: dict[str, float] = field(default_factory=lambda: {"default": 1.5})
     mad_floor_fraction: float = 0.05
     mad_floor_min: float = 1.0
+    # Counting-noise floor: a Poisson count's MAD is about 0.6745 * sqrt(mean); 0 = off.
+    mad_floor_counting: float = 0.0
     min_excess: dict[str, float] = field(default_factory=lambda: {"default": 1000.0})
     min_consecutive: int = 2
     close_after: int = 2
@@ -55,13 +59,29 @@ class AlertRules:
     def min_excess_for(self, level: str) -> float:
         return float(self.min_excess.get(level, self.min_excess.get("default", 0.0)))
 
+    def ratio_min_for(self, level: str) -> float:
+        return float(self.ratio_min.get(level, self.ratio_min.get("default", 1.0)))
+
+    def spread(self, median: float, mad: float) -> float:
+        """The MAD used for the robust z: never below the floors, so a flat history cannot make a tiny change huge."""
+        return max(mad, self.mad_floor_fraction * median, self.mad_floor_counting * math.sqrt(max(median, 0.0)),
+                   self.mad_floor_min)
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "levels": list(self.levels), "robust_z_min": self.robust_z_min, "ratio_min": self.ratio_min,
+            "levels": list(self.levels), "robust_z_min": self.robust_z_min, "ratio_min": dict(self.ratio_min),
             "mad_floor_fraction": self.mad_floor_fraction, "mad_floor_min": self.mad_floor_min,
+            "mad_floor_counting": self.mad_floor_counting,
             "min_excess": dict(self.min_excess), "min_consecutive": self.min_consecutive,
             "close_after": self.close_after, "cooldown": self.cooldown,
         }
+
+
+def _per_level(value: Any) -> dict[str, float]:
+    """A threshold given as one number (every level) or as {level: number, default: number}."""
+    if isinstance(value, dict):
+        return {str(level): float(number) for level, number in value.items()}
+    return {"default": float(value)}
 
 
 def load_rules(path: Path) -> AlertRules:
@@ -77,10 +97,11 @@ def load_rules(path: Path) -> AlertRules:
     rules = AlertRules(
         levels=tuple(document.get("levels") or defaults.levels),
         robust_z_min=float(condition.get("robust_z_min", defaults.robust_z_min)),
-        ratio_min=float(condition.get("ratio_min", defaults.ratio_min)),
+        ratio_min=_per_level(condition.get("ratio_min", defaults.ratio_min)),
         mad_floor_fraction=float(condition.get("mad_floor_fraction", defaults.mad_floor_fraction)),
         mad_floor_min=float(condition.get("mad_floor_min", defaults.mad_floor_min)),
-        min_excess={str(k): float(v) for k, v in (condition.get("min_excess") or {"default": 1000}).items()},
+        mad_floor_counting=float(condition.get("mad_floor_counting", defaults.mad_floor_counting)),
+        min_excess=_per_level(condition.get("min_excess") or {"default": 1000}),
         min_consecutive=int(machine.get("min_consecutive_windows", defaults.min_consecutive)),
         close_after=int(machine.get("close_after_windows", defaults.close_after)),
         cooldown=int(machine.get("cooldown_windows", defaults.cooldown)),
@@ -126,11 +147,12 @@ def score(observation: Observation, level: str, rules: AlertRules) -> Score:
     mad = max(float(observation.mad or 0.0), 0.0)
     observed = float(observation.observed)
     # A flat history (MAD 0) would make any change infinite: floor the spread.
-    spread = max(mad, rules.mad_floor_fraction * median, rules.mad_floor_min)
+    spread = rules.spread(median, mad)
     robust_z = (observed - median) / (MAD_TO_SIGMA * spread)
     ratio = observed / max(median, 1.0)
     excess = observed - median
-    condition = robust_z >= rules.robust_z_min and ratio >= rules.ratio_min and excess >= rules.min_excess_for(level)
+    condition = (robust_z >= rules.robust_z_min and ratio >= rules.ratio_min_for(level)
+                 and excess >= rules.min_excess_for(level))
     severity = 0
     if condition:
         severity = 1
