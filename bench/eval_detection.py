@@ -45,6 +45,11 @@ HOURS_UTC = (3, 7)  # 10:00-14:00 WIB: morning and midday, when crowds and norma
 QUIET_DAY = date(2020, 3, 20)  # no gathering; baseline from the 4 Fridays before it
 GATHERING_DAY = date(2020, 3, 27)
 EXTRA_QUIET_DAY = date(2020, 3, 13)  # quiet too, but only 3 weeks of history (reported separately)
+# --extend-quiet: two more Fridays after the gatherings, no gathering: 3 April (its 4-week baseline
+# holds the gathering day) and 17 April (10 April, Good Friday, is a public holiday: it would count
+# neither in baselines nor in the normal-day rate). More normal days for the false-alert rate.
+EXTENSION_FIRST_DAY = date(2020, 4, 3)
+EXTENSION_DAYS, EXTENSION_STEP = 2, 14
 
 # Places in the block with their usual traffic; two time slots 1 h 30 apart, so that an alert of the
 # first slot has closed and cooled down before the second (close 2 + cooldown 4 windows), and places
@@ -53,7 +58,11 @@ SLOTS = (
     ((3, 15), (("Monas", 106.8272, -6.1754), ("Mangga Dua Selatan", 106.8266, -6.1380), ("RSCM Kenari", 106.8466, -6.1974))),
     ((5, 45), (("Masjid Istiqlal", 106.8313, -6.1702), ("Cideng", 106.8107, -6.1736), ("Kramat", 106.8450, -6.1830))),
 )
-SIZES = (500, 1000, 1500, 2000, 3000, 5000)  # people; SIMs = people x SIMS_PER_PERSON
+# Participants (people; SIMs = people x SIMS_PER_PERSON). They are drawn among the nearest homes, so
+# only part of them is ADDED to the kelurahan (the others would have been there anyway, at home or at
+# work): the simulator records people_added per gathering, and the evaluation sizes gatherings by it.
+# Measured with the first sizes (500-5 000): Monas, 5 000 participants, added ~1 565.
+SIZES = (1500, 3000, 4500, 6000, 8000, 10000)
 DURATIONS_MIN = (30, 45, 60)
 
 
@@ -115,13 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recompute", action="store_true",
                         help="recompute district_density, density_baseline and alerts of the workdir with this "
                              "config (lib functions of the assets), then evaluate")
+    parser.add_argument("--extend-quiet", action="store_true",
+                        help="add the quiet Fridays 3 and 17 April 2020 to a finished workdir (same seed: "
+                             "simulate, process), then evaluate false alerts over every quiet day")
     parser.add_argument("--area", default=",".join(AREA), help="kecamatan (smoke runs: a small one)")
     parser.add_argument("--hours", default=f"{HOURS_UTC[0]}-{HOURS_UTC[1]}", help="UTC hours FROM-TO")
     args = parser.parse_args(argv)
     AREA = tuple(name.strip() for name in args.area.split(","))
     HOURS_UTC = tuple(int(part) for part in args.hours.split("-"))
     workdir = (args.workdir or Path(f"/tmp/crowd_eval_seed{args.seed}")).resolve()
-    fresh = not args.evaluate_only and not args.realert and not args.recompute
+    fresh = not args.evaluate_only and not args.realert and not args.recompute and not args.extend_quiet
     home = workdir / "home"
     if args.resume:
         args.skip_simulate = True
@@ -171,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         if not summary.ok:
             print("FAILED runs: " + "; ".join(summary.failed_runs), file=sys.stderr)
             return 1
+    if args.extend_quiet:
+        timings.update(extend_quiet(settings, args.seed, args.with_presence_daily))
     if args.recompute:
         began = time.monotonic()
         recompute_density(settings)
@@ -196,6 +210,28 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: report[k] for k in ("setup", "main", "timings")}, indent=1, default=str))
     print(f"written to {args.output} under {key}")
     return 0
+
+
+def extend_quiet(settings, seed: int, with_presence_daily: bool) -> dict[str, float]:
+    """Simulate and process the extension Fridays into a finished workdir; the ground truth stays 27 March's."""
+    from crowd_platform.lib.instance import get_instance
+    from crowd_platform.lib.orchestration import process_pending
+    from crowd_platform.lib.simulator import simulate
+
+    truth_path = settings.home / "ground_truth.json"
+    truth = truth_path.read_bytes()
+    began = time.monotonic()
+    print(f"extending with {EXTENSION_DAYS} quiet Fridays from {EXTENSION_FIRST_DAY}", flush=True)
+    simulate(settings.home, start=EXTENSION_FIRST_DAY, days=EXTENSION_DAYS, subscribers=1, seed=seed, hours=HOURS_UTC,
+             gatherings=[], area=list(AREA), sims_per_person=SIMS_PER_PERSON, day_step=EXTENSION_STEP, progress=True)
+    truth_path.write_bytes(truth)  # simulate() wrote a ground truth without gatherings for these days
+    simulated = time.monotonic() - began
+    began = time.monotonic()
+    summary = process_pending(settings, get_instance(settings), purpose=settings.purpose, actor="bench:eval_detection",
+                              with_presence_daily=with_presence_daily)
+    if not summary.ok:
+        raise SystemExit("FAILED runs: " + "; ".join(summary.failed_runs))
+    return {"extend_simulate_s": round(simulated, 1), "extend_process_s": round(time.monotonic() - began, 1)}
 
 
 def recompute_density(settings) -> None:
@@ -232,29 +268,33 @@ def realert(settings, rules_file: str) -> None:
             evaluate_range(con, settings, rules, start, end, run_id=None, code_version=code_version())
 
 
-def _diagnose(con, gatherings: list[dict], alerts, matched: set[str]) -> dict:
+def _diagnose(con, gatherings: list[dict], alerts, matched: set[str], rules) -> dict:
     """Why a gathering was (not) seen and what the false alerts are: district aggregates only."""
+    from crowd_platform.lib.alerting import Observation, score
+
     per_gathering = []
     for gathering in gatherings:
         start = datetime.fromisoformat(gathering["start"].replace("Z", "+00:00"))
         end = datetime.fromisoformat(gathering["end"].replace("Z", "+00:00"))
+        # The gathering's window with the largest excess in its kelurahan, scored with the rules' floors.
         row = con.execute(
-            "SELECT max(d.people_estimate - b.median), any_value(b.median), max(d.people_estimate / greatest(b.median, 1)), "
-            "max((d.people_estimate - b.median) / (1.4826 * greatest(b.mad, 0.05 * b.median, 1))), any_value(b.mad) "
+            "SELECT d.people_estimate, b.median, b.mad "
             "FROM district_density d JOIN density_baseline b ON b.level = d.level AND b.place_id = d.district_code "
             "AND b.day = CAST(timezone('UTC', d.window_start) AS DATE) "
             "AND b.time_of_day = CAST(((epoch(d.window_start)::BIGINT + 7 * 3600) % 86400) // 60 AS INTEGER) "
-            "WHERE d.level = 'kelurahan' AND d.district_code = ? AND d.window_start >= ? AND d.window_start < ?",
+            "WHERE d.level = 'kelurahan' AND d.district_code = ? AND d.window_start >= ? AND d.window_start < ? "
+            "ORDER BY d.people_estimate - b.median DESC LIMIT 1",
             [gathering["kelurahan_code"], start, end]).fetchone()
-        per_gathering.append({
-            "id": gathering["id"], "kelurahan": gathering["kelurahan_name"], "kecamatan": gathering["kecamatan_name"],
-            "people": gathering["people_equivalent"],
-            "kelurahan_max_excess_people": round(row[0]) if row[0] is not None else None,
-            "kelurahan_baseline_median_people": round(row[1]) if row[1] is not None else None,
-            "kelurahan_baseline_mad_people": round(row[4]) if row[4] is not None else None,
-            "kelurahan_max_ratio": round(row[2], 3) if row[2] is not None else None,
-            "kelurahan_max_robust_z": round(row[3], 2) if row[3] is not None else None,
-        })
+        entry = {"id": gathering["id"], "kelurahan": gathering["kelurahan_name"], "kecamatan": gathering["kecamatan_name"],
+                 "people": gathering["people_equivalent"], "people_added": gathering.get("people_added")}
+        if row is not None:
+            scored = score(Observation(observed=row[0], median=row[1], mad=row[2]), "kelurahan", rules)
+            entry.update({"kelurahan_max_excess_people": round(scored.excess),
+                          "kelurahan_baseline_median_people": round(scored.median),
+                          "kelurahan_baseline_mad_people": round(scored.mad),
+                          "kelurahan_max_ratio": round(scored.ratio, 3), "kelurahan_max_robust_z": round(scored.robust_z, 2),
+                          "kelurahan_condition_met": scored.condition})
+        per_gathering.append(entry)
     names = dict(con.execute("SELECT district_code, name FROM districts").fetchall())
     false = []
     for alert in alerts:
@@ -284,7 +324,8 @@ def evaluate_workdir(settings, rules_file: str) -> dict:
         "days": [(FIRST_DAY + timedelta(days=7 * n)).isoformat() for n in range(WEEKS)], "hours_utc": list(HOURS_UTC),
         "hours_local": f"{HOURS_UTC[0] + 7:02d}:00-{HOURS_UTC[1] + 7:02d}:00 WIB", "gathering_day": GATHERING_DAY.isoformat(),
         "quiet_days": [QUIET_DAY.isoformat()], "extra_quiet_day_3_week_baseline": EXTRA_QUIET_DAY.isoformat(),
-        "gatherings": [{k: g[k] for k in ("id", "kelurahan_name", "kecamatan_name", "start", "end", "people_equivalent")}
+        "gatherings": [{k: g.get(k) for k in ("id", "kelurahan_name", "kecamatan_name", "start", "end", "people_equivalent",
+                                              "people_added")}
                        for g in gatherings],
         "rules": rules.as_dict(), "config_changes": {"density.multi_sim_factor": SIMS_PER_PERSON,
                                                      "emergency.start": "2020-02-01T00:00:00Z"},
@@ -303,7 +344,19 @@ def evaluate_workdir(settings, rules_file: str) -> dict:
 
                 matched = {a.alert_id for a in alerts for g in gatherings
                            if matches(a, g, inputs["kabkota_of"], settings.window_minutes, 1500.0, 2)}
-                out["diagnosis"] = _diagnose(con, gatherings, alerts, matched)
+                out["diagnosis"] = _diagnose(con, gatherings, alerts, matched, rules)
+        # Every evaluated day without gatherings (more of them after --extend-quiet); holidays are left
+        # out of the normal-day rate by load_inputs.
+        evaluated_days = {row[0] for row in con.execute(
+            "SELECT DISTINCT CAST(timezone('UTC', window_start) AS DATE) FROM alert_evaluations WHERE evaluated").fetchall()}
+        quiet_days = evaluated_days - {GATHERING_DAY}
+        if quiet_days:
+            inputs = load_inputs(con, rules.levels, settings.window_minutes, days=quiet_days, area=list(AREA))
+            report = evaluate(inputs.pop("alerts"), [], window_minutes=settings.window_minutes, **inputs)
+            report["days"] = sorted(day.isoformat() for day in quiet_days)
+            report["holidays"] = sorted(day.isoformat() for day in inputs["holiday_dates"])
+            report["district_windows_evaluated"] = round(report["false_alerts"]["normal_days"] * 96) * report["false_alerts"]["district_count"]
+            out["all_quiet_days"] = report
         out["baseline_kinds"] = dict(con.execute(
             "SELECT kind || ' ' || CAST(day AS VARCHAR), count(*) FROM density_baseline GROUP BY 1 ORDER BY 1").fetchall())
     return out

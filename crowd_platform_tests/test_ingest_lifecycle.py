@@ -250,7 +250,7 @@ def _interrupted_query_error() -> RuntimeError:
     try:
         timer.start()
         # One thread: with worker threads DuckDB 2.0.1 often deadlocks in Executor::CancelTasks after
-        # a signal interrupt (9 of 12 tries hung; docs/decisions/013-stop-signals.md).
+        # a signal interrupt (9 of 12 tries hung; docs/decisions/009-stop-signals.md).
         with duckdb.connect(config={"threads": 1}) as con:
             con.execute("SELECT count(*) FROM range(1000000000000) t(i) WHERE hash(i) % 7 = 3").fetchall()
     except (RuntimeError, duckdb.Error) as error:  # the handler's Stop is lost inside DuckDB
