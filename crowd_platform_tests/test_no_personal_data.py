@@ -14,7 +14,7 @@ import dagster as dg
 
 from crowd_platform.defs.governance import defs as governance_defs
 from crowd_platform.defs.governance.assets import audit_log_checkpoint, retention
-from crowd_platform.lib.privacy_scan import fingerprint, scan_for_hex_keys, scan_for_subscriber_values
+from crowd_platform.lib.privacy_scan import contains_any, fingerprint, scan_for_hex_keys, scan_for_subscriber_values
 from crowd_platform.lib.resources import CrowdPlatform
 from crowd_platform.lib.settings import get_settings
 from crowd_platform.lib.warehouse import connect
@@ -44,6 +44,28 @@ def test_scanner_finds_planted_values_and_nothing_in_clean_files(tmp_path):
     assert scan_for_subscriber_values([tmp_path / "clean.txt"], [KEY, MSISDN]) == []
     assert scan_for_hex_keys([tmp_path], allowed=set()) == {str(tmp_path / "log.txt.gz"): 1, str(database): 1}
     assert scan_for_hex_keys([tmp_path], allowed={KEY}) == {}
+
+
+def test_contains_any_finds_keys_wherever_they_sit_and_agrees_with_a_plain_search():
+    import os
+    import random
+
+    keys = [hashlib.sha256(str(number).encode()).hexdigest() for number in range(5000)]
+    noise = os.urandom(200_000)
+    assert not contains_any(noise, keys)
+    # Alone, glued to other hex (DuckDB stores strings back to back), at the very end, and a non-hex needle.
+    for data in (noise[:1000] + keys[4321].encode() + noise[1000:],
+                 b"ab" + keys[7].encode() + keys[8].encode()[:40] + noise,
+                 b"0123456789abcdef" * 9 + keys[4999].encode(),
+                 noise + b"+628123456789" + noise):
+        assert contains_any(data, keys + ["+628123456789"])
+    assert not contains_any(keys[1].upper().encode(), keys)  # bytes, not case-folded, like the old regex
+    rng = random.Random(5)
+    for _ in range(50):  # random hex-heavy data: the same verdict as a substring search
+        data = bytes(rng.choice(b"0123456789abcdefxyz") for _ in range(3000))
+        needles = [data[start:start + 64].decode("latin-1") for start in (rng.randrange(0, 2936),)] if rng.random() < 0.5 else []
+        needles += keys[:20]
+        assert contains_any(data, needles) == any(needle.encode("latin-1") in data for needle in needles)
 
 
 def test_real_dagster_run_leaves_no_subscriber_values(tmp_path):

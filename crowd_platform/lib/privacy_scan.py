@@ -51,6 +51,29 @@ def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
                     yield path
 
 
+_HEX_RUN = re.compile(rb"[0-9a-f]{64,}")
+_HEX_KEY = re.compile(rb"[0-9a-f]{64}")
+
+
+def contains_any(data: bytes, needles: Iterable[str | bytes]) -> bool:
+    """True when any needle occurs in ``data``.
+
+    Pseudonyms (64 lowercase hex) are found in one linear pass: every run of 64+ hex characters,
+    each 64-character slice of it looked up in a set. A regex alternation of thousands of needles
+    costs time in proportion to needles x bytes (measured: 2 000 keys over 2 MB, 1.35 s; a
+    retention run samples tens of thousands of keys against the whole warehouse file).
+    """
+    encoded = {needle.encode() if isinstance(needle, str) else bytes(needle) for needle in needles}
+    keys = {needle for needle in encoded if _HEX_KEY.fullmatch(needle)}
+    others = encoded - keys
+    if keys:
+        for run in _HEX_RUN.finditer(data):
+            chunk = run.group(0)
+            if any(chunk[start:start + 64] in keys for start in range(len(chunk) - 63)):
+                return True
+    return bool(others) and _needle_pattern(list(others)).search(data) is not None
+
+
 def _needle_pattern(needles: list[bytes]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(re.escape(needle) for needle in sorted(set(needles), key=len, reverse=True)))
 

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from crowd_platform.lib import audit, storage
 from crowd_platform.lib.audit_verify import PRUNE_ACTION, verify_chain
 from crowd_platform.lib.contracts import Contract, load_contracts, operator_contracts
+from crowd_platform.lib.privacy_scan import contains_any
 from crowd_platform.lib.settings import Settings
 from crowd_platform.lib.warehouse import connect
 from crowd_platform.lib.crashpoints import crash_point
@@ -428,11 +429,8 @@ def _rows_digest(connection: duckdb.DuckDBPyConnection, deletion: Deletion) -> t
 def _file_in_warehouse(path: Path, needles: list[str]) -> bool:
     if not needles:
         return False
-    pattern = re.compile("|".join(re.escape(n) for n in needles).encode())
-    for candidate in (path, Path(f"{path}.wal")):
-        if candidate.exists() and pattern.search(candidate.read_bytes()):
-            return True
-    return False
+    return any(candidate.exists() and contains_any(candidate.read_bytes(), needles)
+               for candidate in (path, Path(f"{path}.wal")))
 
 
 # ---------------------------------------------------------------- the run
