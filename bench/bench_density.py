@@ -135,7 +135,7 @@ def run_platform(workdir: Path) -> dict[str, float]:
 
 HANDWRITTEN = """
 -- The best single query we know for these numbers: the techniques of sql/bts_presence_last.sql
--- (128-bit integer subscriber, one max() over packed (event time, cell rank)) without the
+-- (64-bit hash of the subscriber key, one max() over packed (event time, cell rank)) without the
 -- platform's steps, temp tables, transaction, audit and k-anonymised publication.
 WITH cells AS (
     SELECT CAST(row_number() OVER (ORDER BY operator, cell_id, valid_from) AS BIGINT) AS cell_rank,
@@ -149,7 +149,7 @@ located AS (
     JOIN drops AS d ON d.lake_path = e.filename
     JOIN cells AS c ON c.cell_id = e.cell_id AND c.operator = d.operator
      AND e.event_time >= c.valid_from AND (c.valid_to IS NULL OR e.event_time < c.valid_to)
-    GROUP BY d.operator, CAST('0x' || substr(e.subscriber_key, 1, 32) AS UHUGEINT)
+    GROUP BY d.operator, hash(e.subscriber_key)
 ),
 sites AS (
     SELECT l.operator, c.site_id, count(*) AS subscribers
