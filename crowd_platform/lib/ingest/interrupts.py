@@ -27,3 +27,11 @@ def is_interrupt(error: BaseException) -> bool:
     if isinstance(error, duckdb.InterruptException):
         return True
     return type(error) is RuntimeError and str(error).strip() == "Query interrupted"
+
+
+def reraise_if_interrupt(error: BaseException, while_doing: str) -> None:
+    """Raise IngestInterrupted when ``error`` is DuckDB's report of a stop; otherwise return.
+
+    Called first in every handler that would turn a failure into a verdict on the drop."""
+    if is_interrupt(error):
+        raise IngestInterrupted(f"interrupted while {while_doing}") from None

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from crowd_platform.lib.contracts import Contract
-from crowd_platform.lib.ingest.interrupts import IngestInterrupted, is_interrupt
+from crowd_platform.lib.ingest.interrupts import reraise_if_interrupt
 
 UTF8_BOM = codecs.BOM_UTF8
 # A CSV line longer than this is not an event row (DuckDB's own default limit is 2 MB).
@@ -294,6 +294,7 @@ def stage_drop(connection: duckdb.DuckDBPyConnection, data_path: Path, contract:
         try:
             described = connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         except duckdb.Error as error:
+            reraise_if_interrupt(error, "reading a drop's schema")
             raise ParseError(_duckdb_reason(error)) from None
         names = [row[0] for row in described]
         # Parquet columns are selected by name, so only the set matters, not the order.
@@ -342,9 +343,8 @@ def stage_drop(connection: duckdb.DuckDBPyConnection, data_path: Path, contract:
     except (duckdb.Error, RuntimeError) as error:
         temporary.unlink(missing_ok=True)
         guard_error = guard.wait() if guard else None
-        if guard_error is None and is_interrupt(error):
-            # Not the guard: the process is being stopped. Leave the drop to crash recovery.
-            raise IngestInterrupted("interrupted while parsing a drop") from None
+        if guard_error is None:  # not the guard's interrupt: a stop signal leaves the drop to recovery
+            reraise_if_interrupt(error, "parsing a drop")
         # The guard's reason (bomb, truncation) is the root cause when it fired.
         raise (guard_error or ParseError(_duckdb_reason(error))) from None
     guard_error = guard.wait() if guard else None

@@ -21,7 +21,7 @@ import duckdb
 
 from crowd_platform.lib import audit, storage
 from crowd_platform.lib.contracts import Contract, contract_for
-from crowd_platform.lib.ingest.interrupts import IngestInterrupted, is_interrupt
+from crowd_platform.lib.ingest.interrupts import reraise_if_interrupt
 from crowd_platform.lib.ingest.landing import UnroutableEntry, is_utf8
 from crowd_platform.lib.ingest.layout import ParseError, stage_drop
 from crowd_platform.lib.ingest.manifest import MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
@@ -227,8 +227,7 @@ def ingest_drop(
     try:
         staged = stage_drop(connection, parse_source, contract, target)
     except Exception as error:  # noqa: BLE001 - one bad drop must never kill the run
-        if is_interrupt(error):
-            raise IngestInterrupted("interrupted while parsing a drop") from None
+        reraise_if_interrupt(error, "parsing a drop")
         if not isinstance(error, ParseError):
             log.exception("unexpected parse failure for drop %s", drop_id)
             error = ParseError(f"unexpected reader failure ({type(error).__name__})")
@@ -239,9 +238,8 @@ def ingest_drop(
     try:
         results = validate_staged(settings, connection, contract, manifest, target, staged.rows, gx=gx_cross_check)
     except Exception as error:  # noqa: BLE001 - quarantine, never crash the run
-        if is_interrupt(error):
-            # A stop signal, not a bad drop: it stays 'received' for crash recovery.
-            raise IngestInterrupted("interrupted while validating a drop") from None
+        # A stop signal, not a bad drop: it stays 'received' for crash recovery.
+        reraise_if_interrupt(error, "validating a drop")
         log.warning("validation failed to run for drop %s: %s", drop_id, type(error).__name__)
         reason = f"validation could not run ({type(error).__name__})"
         return fail(reason, "validate", [{"rule": "validation", "engine": "duckdb", "details": _one_line(str(error).splitlines()[0], 160)}], staged.rows)
