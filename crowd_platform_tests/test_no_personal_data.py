@@ -68,6 +68,14 @@ def test_contains_any_finds_keys_wherever_they_sit_and_agrees_with_a_plain_searc
         assert contains_any(data, needles) == any(needle.encode("latin-1") in data for needle in needles)
 
 
+def test_scan_reports_every_key_with_its_offset_even_back_to_back(tmp_path):
+    keys = [hashlib.sha256(str(number).encode()).hexdigest() for number in range(3000)]
+    (tmp_path / "pages.bin").write_bytes(b"\x00" * 10 + keys[5].encode() + keys[2999].encode() + b"; +628123456789")
+    hits = scan_for_subscriber_values([tmp_path], keys + ["+628123456789"])
+    assert sorted((hit.needle_index, hit.offset) for hit in hits) == [(5, 10), (2999, 74), (3000, 140)]
+    assert {hit.fingerprint for hit in hits} == {fingerprint(keys[5]), fingerprint(keys[2999]), fingerprint("+628123456789")}
+
+
 def test_real_dagster_run_leaves_no_subscriber_values(tmp_path):
     home = tmp_path / "home"
     settings = get_settings(home)

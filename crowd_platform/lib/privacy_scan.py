@@ -55,32 +55,43 @@ _HEX_RUN = re.compile(rb"[0-9a-f]{64,}")
 _HEX_KEY = re.compile(rb"[0-9a-f]{64}")
 
 
-def contains_any(data: bytes, needles: Iterable[str | bytes]) -> bool:
-    """True when any needle occurs in ``data``.
+class _Needles:
+    """Finds needles in bytes in time linear in the bytes, whatever the number of needles.
 
-    Pseudonyms (64 lowercase hex) are found in one linear pass: every run of 64+ hex characters,
-    each 64-character slice of it looked up in a set. A regex alternation of thousands of needles
-    costs time in proportion to needles x bytes (measured: 2 000 keys over 2 MB, 1.35 s; a
-    retention run samples tens of thousands of keys against the whole warehouse file).
+    Pseudonyms (64 lowercase hex) are looked up slice by slice in every run of 64+ hex
+    characters (keys stored back to back are found too); anything else goes through one regex
+    alternation. A regex alternation of thousands of keys costs needles x bytes (measured: 2 000
+    keys over 2 MB, 1.35 s; retention and sunset sample tens of thousands of keys).
     """
-    encoded = {needle.encode() if isinstance(needle, str) else bytes(needle) for needle in needles}
-    keys = {needle for needle in encoded if _HEX_KEY.fullmatch(needle)}
-    others = encoded - keys
-    if keys:
-        for run in _HEX_RUN.finditer(data):
-            chunk = run.group(0)
-            if any(chunk[start:start + 64] in keys for start in range(len(chunk) - 63)):
-                return True
-    return bool(others) and _needle_pattern(list(others)).search(data) is not None
+
+    def __init__(self, needles: list[bytes]):
+        self.index = {needle: position for position, needle in enumerate(needles)}
+        self.keys = {needle for needle in self.index if _HEX_KEY.fullmatch(needle)}
+        others = [needle for needle in self.index if needle not in self.keys]
+        self.others = _needle_pattern(others) if others else None
+
+    def find(self, data: bytes) -> Iterator[tuple[int, int]]:
+        """(needle index, offset) of every occurrence."""
+        if self.keys:
+            for run in _HEX_RUN.finditer(data):
+                chunk = run.group(0)
+                for start in range(len(chunk) - 63):
+                    piece = chunk[start:start + 64]
+                    if piece in self.keys:
+                        yield self.index[piece], run.start() + start
+        if self.others is not None:
+            for match in self.others.finditer(data):
+                yield self.index[match.group(0)], match.start()
+
+
+def contains_any(data: bytes, needles: Iterable[str | bytes]) -> bool:
+    """True when any needle occurs in ``data``."""
+    encoded = [needle.encode() if isinstance(needle, str) else bytes(needle) for needle in needles]
+    return next(_Needles([needle for needle in encoded if needle]).find(data), None) is not None
 
 
 def _needle_pattern(needles: list[bytes]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(re.escape(needle) for needle in sorted(set(needles), key=len, reverse=True)))
-
-
-def _search(data: bytes, pattern: re.Pattern[bytes], index: dict[bytes, int]) -> Iterator[tuple[int, int]]:
-    for match in pattern.finditer(data):
-        yield index[match.group(0)], match.start()
 
 
 def _inflate_gzip(data: bytes) -> bytes | None:
@@ -102,7 +113,7 @@ def _inflate_zlib(data: bytes) -> bytes | None:
         return None
 
 
-def _scan_sqlite(path: Path, pattern: re.Pattern[bytes], index: dict[bytes, int]) -> Iterator[tuple[str, int, int | None]]:
+def _scan_sqlite(path: Path, needles: _Needles) -> Iterator[tuple[str, int, int | None]]:
     """Every text/blob cell of every table, blobs also inflated when they are zlib data."""
     uri = f"file:{path}?mode=ro&immutable=1"
     try:
@@ -123,12 +134,12 @@ def _scan_sqlite(path: Path, pattern: re.Pattern[bytes], index: dict[bytes, int]
                         value = value.encode("utf-8", "surrogatepass")
                     if not isinstance(value, bytes):
                         continue
-                    for needle_index, _ in _search(value, pattern, index):
+                    for needle_index, _ in needles.find(value):
                         yield f"sqlite:{table}.{column}", needle_index, None
                     if value[:1] in (b"\x78",):  # zlib header byte
                         inflated = _inflate_zlib(value)
                         if inflated:
-                            for needle_index, _ in _search(inflated, pattern, index):
+                            for needle_index, _ in needles.find(inflated):
                                 yield f"sqlite-zlib:{table}.{column}", needle_index, None
     except sqlite3.DatabaseError:
         return
@@ -147,23 +158,22 @@ def scan_for_subscriber_values(paths: Iterable[str | os.PathLike[str]], needles:
     encoded = [needle for needle in encoded if needle]
     if not encoded:
         return []
-    index = {needle: position for position, needle in enumerate(encoded)}
-    pattern = _needle_pattern(encoded)
+    matcher = _Needles(encoded)
     hits: list[Hit] = []
     for path in iter_files(paths):
         try:
             data = path.read_bytes()
         except OSError:
             continue
-        for needle_index, offset in _search(data, pattern, index):
+        for needle_index, offset in matcher.find(data):
             hits.append(Hit(str(path), "file", needle_index, fingerprint(encoded[needle_index]), offset))
         if data.startswith(GZIP_MAGIC):
             inflated = _inflate_gzip(data)
             if inflated:
-                for needle_index, offset in _search(inflated, pattern, index):
+                for needle_index, offset in matcher.find(inflated):
                     hits.append(Hit(str(path), "gzip", needle_index, fingerprint(encoded[needle_index]), offset))
         if data.startswith(SQLITE_MAGIC):
-            for where, needle_index, offset in _scan_sqlite(path, pattern, index):
+            for where, needle_index, offset in _scan_sqlite(path, matcher):
                 hits.append(Hit(str(path), where, needle_index, fingerprint(encoded[needle_index]), offset))
     return hits
 
