@@ -49,7 +49,7 @@ def generate(workdir: Path, events: int, seed: int = 7) -> None:
     """Events Parquet per operator + a warehouse with drops, registry, districts and weights."""
     import duckdb
 
-    from crowd_platform.lib.warehouse import apply_schema
+    from crowd_platform.common.warehouse import apply_schema
 
     con = duckdb.connect(str(workdir / "warehouse.duckdb"))
     apply_schema(con)
@@ -110,16 +110,16 @@ def generate(workdir: Path, events: int, seed: int = 7) -> None:
 
 # ------------------------------------------------------------------ variants
 def _shares() -> dict[str, float]:
-    from crowd_platform.defs.density.assets import market_shares
-    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.density.assets import market_shares
+    from crowd_platform.common.settings import get_settings
 
     return {op: share for op, share in market_shares(get_settings()).items() if op in OPERATORS}
 
 
 def run_platform(workdir: Path) -> dict[str, float]:
-    from crowd_platform.defs.density.assets import compute_bts_presence, compute_district_density
-    from crowd_platform.lib.settings import get_settings
-    from crowd_platform.lib.warehouse import connect
+    from crowd_platform.density.assets import compute_bts_presence, compute_district_density
+    from crowd_platform.common.settings import get_settings
+    from crowd_platform.common.warehouse import connect
 
     settings = get_settings(workdir)
     config = dict(settings.raw_config)

@@ -41,9 +41,9 @@ def run_case(kind: str, cells: int, seed: int) -> dict:
     import numpy as np
     import pandas as pd
 
-    from crowd_platform.lib import geo
-    from crowd_platform.lib.contracts import operator_contracts
-    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.geography import geo
+    from crowd_platform.common.contracts import operator_contracts
+    from crowd_platform.common.settings import get_settings
 
     settings = get_settings(Path(os.environ.get("TMPDIR", "/tmp")) / "crowd_bench_home")  # nothing is written there
     config = geo.geography_config(settings)

@@ -32,9 +32,9 @@ def build_drop(home: Path, rows: int) -> tuple[Path, Path]:
     """Write a valid Telkomsel drop with DuckDB (fast at 10 M rows) plus its manifest."""
     import duckdb
 
-    from crowd_platform.lib.contracts import contract_for
-    from crowd_platform.lib.settings import get_settings
-    from crowd_platform.lib.simulator.drops import build_manifest
+    from crowd_platform.common.contracts import contract_for
+    from crowd_platform.common.settings import get_settings
+    from crowd_platform.simulator.drops import build_manifest
 
     settings = get_settings(home)
     settings.ensure_dirs()
@@ -84,7 +84,7 @@ def _measure(mode: str, home: Path, data: Path) -> dict:
 def child(mode: str, home: Path, data: Path) -> dict:
     import duckdb
 
-    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.common.settings import get_settings
 
     settings = get_settings(home)
     if mode == "plain":
@@ -95,9 +95,9 @@ def child(mode: str, home: Path, data: Path) -> dict:
             con.execute(f"COPY (SELECT * FROM read_csv('{data}', delim=';', header=true)) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
         return {"mode": mode, "seconds": round(time.perf_counter() - started, 2)}
     if mode == "ingest":
-        from crowd_platform.lib.ingest.landing import scan_landing
-        from crowd_platform.lib.ingest.lifecycle import ingest_drop, publish_window
-        from crowd_platform.lib.warehouse import connect
+        from crowd_platform.ingestion.landing import scan_landing
+        from crowd_platform.ingestion.lifecycle import ingest_drop, publish_window
+        from crowd_platform.common.warehouse import connect
 
         started = time.perf_counter()
         scan = scan_landing(settings.landing, settings.contracts_dir)
@@ -112,8 +112,8 @@ def child(mode: str, home: Path, data: Path) -> dict:
                 "status": published[0].status if published else outcome.status, "reason": outcome.reason, "engines": sorted(engines),
                 "duckdb_rules": rules}
     if mode in ("gx", "duckdb_rules"):
-        from crowd_platform.lib.contracts import contract_for
-        from crowd_platform.lib.ingest.rules import RuleContext, compile_rules, run_duckdb_rules, run_gx_rules
+        from crowd_platform.common.contracts import contract_for
+        from crowd_platform.ingestion.rules import RuleContext, compile_rules, run_duckdb_rules, run_gx_rules
 
         contract = contract_for(settings.contracts_dir, "telkomsel", "events")
         lake = next(settings.events_lake.rglob("*.parquet"))

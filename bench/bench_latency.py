@@ -58,8 +58,8 @@ class Jakarta:
     def __init__(self, settings, subscribers: int, events: int, seed: int):
         import numpy as np
 
-        from crowd_platform.defs.density.assets import market_shares
-        from crowd_platform.lib.simulator.world import build_world
+        from crowd_platform.density.assets import market_shares
+        from crowd_platform.simulator.world import build_world
 
         self.world = build_world(settings, seed)
         shares = {op: share for op, share in market_shares(settings).items() if op in OPERATORS}
@@ -139,8 +139,8 @@ class Jakarta:
 
 def write_window(jakarta: Jakarta, settings, folder: Path, window_start: datetime, seed: int, gathering: int) -> dict:
     """Write the 4 operators' drops of a window into ``folder/<operator>/`` (not yet landed)."""
-    from crowd_platform.lib.simulator import keys
-    from crowd_platform.lib.simulator.drops import write_drop
+    from crowd_platform.simulator import keys
+    from crowd_platform.simulator.drops import write_drop
 
     rows = {}
     for index, operator in enumerate(OPERATORS):
@@ -155,7 +155,7 @@ def write_window(jakarta: Jakarta, settings, folder: Path, window_start: datetim
 
 def land(folder: Path, landing: Path) -> float:
     """Move data files, then manifests (written last, as operators do); wall time of the last."""
-    from crowd_platform.lib.simulator.drops import MANIFEST_SUFFIX
+    from crowd_platform.simulator.drops import MANIFEST_SUFFIX
 
     files = sorted(folder.rglob("*"))
     data = [path for path in files if path.is_file() and not path.name.endswith(MANIFEST_SUFFIX)]
@@ -172,7 +172,7 @@ def run_window(defs, instance, settings, tags: dict, landed_at: float) -> dict:
     """Tick the landing sensor, run what it requests (window_job), time every part."""
     import dagster as dg
 
-    from crowd_platform.lib.orchestration import RunSummary, _execute
+    from crowd_platform.runner.orchestration import RunSummary, _execute
 
     sensor = defs.resolve_sensor_def("landing_sensor")
     tick_started = time.time()
@@ -218,10 +218,10 @@ def sensor_tick_bench(workdir: Path, drops: int = 5000) -> dict:
     """Slowest landing-sensor tick with ``drops`` tiny drops (2 files each) waiting."""
     import hashlib
 
-    from crowd_platform.defs.ingestion.sensors import MAX_MANIFESTS_PER_TICK, evaluate_landing
-    from crowd_platform.lib.contracts import contract_for
-    from crowd_platform.lib.settings import get_settings
-    from crowd_platform.lib.simulator.drops import MANIFEST_SUFFIX, build_manifest
+    from crowd_platform.ingestion.sensors import MAX_MANIFESTS_PER_TICK, evaluate_landing
+    from crowd_platform.common.contracts import contract_for
+    from crowd_platform.common.settings import get_settings
+    from crowd_platform.simulator.drops import MANIFEST_SUFFIX, build_manifest
 
     shutil.rmtree(workdir, ignore_errors=True)
     settings = get_settings(workdir)
@@ -260,8 +260,8 @@ def prepare(args, settings, instance, defs, tags: dict, jakarta: Jakarta, first_
     """Untimed: cell lists, quiet history of the two windows, then the target day's baseline."""
     import dagster as dg
 
-    from crowd_platform.lib.orchestration import RunSummary, _execute, process_pending
-    from crowd_platform.lib.simulator import _write_cells_drop
+    from crowd_platform.runner.orchestration import RunSummary, _execute, process_pending
+    from crowd_platform.simulator import _write_cells_drop
 
     started = time.time()
     for operator in OPERATORS:
@@ -346,9 +346,9 @@ def main() -> int:
     os.environ.setdefault("CROWD_DUCKDB_MEMORY_LIMIT", "6GB")
     began = time.time()
     try:
-        from crowd_platform.lib.instance import get_instance
-        from crowd_platform.lib.orchestration import _definitions, run_tags
-        from crowd_platform.lib.settings import get_settings
+        from crowd_platform.runner.instance import get_instance
+        from crowd_platform.runner.orchestration import _definitions, run_tags
+        from crowd_platform.common.settings import get_settings
 
         settings = get_settings(home)
         settings.ensure_dirs()

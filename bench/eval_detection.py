@@ -4,7 +4,7 @@ One simulated subscriber per real SIM (residents x 1.25 SIMs per person) for a b
 neighbouring kecamatan of central Jakarta, every Friday for six weeks (the weekly baseline reads
 the same weekday of the 4 previous weeks), a subset of the day's hours, gatherings of several
 sizes on the last Friday, none before it. The drops go through the platform's own Dagster jobs
-(`crowd_platform.lib.orchestration.process_pending`: the landing sensor, then one range run per
+(`crowd_platform.runner.orchestration.process_pending`: the landing sensor, then one range run per
 day of window_job, and daily_job for the baselines), with `config/alert_rules.yaml`. The alerts
 are compared with ground_truth.json by `crowd_platform.cli.evaluate`.
 
@@ -152,13 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.realert:
         os.environ["CROWD_ALERT_RULES"] = args.realert
 
-    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.common.settings import get_settings
 
     settings = get_settings(home)
     timings: dict[str, float] = {}
     info: dict = {}
     if fresh and not args.skip_simulate:
-        from crowd_platform.lib.simulator import simulate
+        from crowd_platform.simulator import simulate
 
         settings.ensure_dirs()
         began = time.monotonic()
@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {simulated['total_events']:,} events in {timings['simulate_s']} s", flush=True)
     if fresh:
         settings.ensure_dirs()
-        from crowd_platform.lib.instance import get_instance
-        from crowd_platform.lib.orchestration import process_pending
+        from crowd_platform.runner.instance import get_instance
+        from crowd_platform.runner.orchestration import process_pending
 
         began = time.monotonic()
         summary = process_pending(settings, get_instance(settings), purpose=settings.purpose, actor="bench:eval_detection",
@@ -214,9 +214,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def extend_quiet(settings, seed: int, with_presence_daily: bool) -> dict[str, float]:
     """Simulate and process the extension Fridays into a finished workdir; the ground truth stays 27 March's."""
-    from crowd_platform.lib.instance import get_instance
-    from crowd_platform.lib.orchestration import process_pending
-    from crowd_platform.lib.simulator import simulate
+    from crowd_platform.runner.instance import get_instance
+    from crowd_platform.runner.orchestration import process_pending
+    from crowd_platform.simulator import simulate
 
     truth_path = settings.home / "ground_truth.json"
     truth = truth_path.read_bytes()
@@ -236,8 +236,8 @@ def extend_quiet(settings, seed: int, with_presence_daily: bool) -> dict[str, fl
 
 def recompute_density(settings) -> None:
     """district_density then density_baseline for every simulated day, with the run's config."""
-    from crowd_platform.defs.density.assets import compute_density_baseline, compute_district_density
-    from crowd_platform.lib import warehouse
+    from crowd_platform.density.assets import compute_density_baseline, compute_district_density
+    from crowd_platform.common import warehouse
 
     with warehouse.connect(settings.warehouse_path) as con:
         days = sorted({row[0] for row in con.execute(
@@ -252,9 +252,9 @@ def recompute_density(settings) -> None:
 
 def realert(settings, rules_file: str) -> None:
     """crowd_alerts again for every evaluated day, in order, with another rules file."""
-    from crowd_platform.lib import warehouse
-    from crowd_platform.lib.alerting import evaluate_range, load_rules
-    from crowd_platform.lib.provenance import code_version
+    from crowd_platform.common import warehouse
+    from crowd_platform.alerts.alerting import evaluate_range, load_rules
+    from crowd_platform.common.provenance import code_version
 
     rules = load_rules(settings.project_path(rules_file))
     with warehouse.connect(settings.warehouse_path) as con:
@@ -270,7 +270,7 @@ def realert(settings, rules_file: str) -> None:
 
 def _diagnose(con, gatherings: list[dict], alerts, matched: set[str], rules) -> dict:
     """Why a gathering was (not) seen and what the false alerts are: district aggregates only."""
-    from crowd_platform.lib.alerting import Observation, score
+    from crowd_platform.alerts.alerting import Observation, score
 
     per_gathering = []
     for gathering in gatherings:
@@ -313,8 +313,8 @@ def _diagnose(con, gatherings: list[dict], alerts, matched: set[str], rules) -> 
 
 def evaluate_workdir(settings, rules_file: str) -> dict:
     from crowd_platform.cli.evaluate import evaluate, load_inputs
-    from crowd_platform.lib import warehouse
-    from crowd_platform.lib.alerting import load_rules
+    from crowd_platform.common import warehouse
+    from crowd_platform.alerts.alerting import load_rules
 
     truth = json.loads((settings.home / "ground_truth.json").read_text())
     gatherings = truth["gatherings"]

@@ -10,7 +10,7 @@ import sys
 
 import dagster as dg
 
-from crowd_platform.lib.orchestration import window_job_definition
+from crowd_platform.runner.orchestration import window_job_definition
 
 ASSETS = ("operator_drops", "staged_events", "bts_presence", "district_density")
 

@@ -48,10 +48,10 @@ class PipelineRun:
 @pytest.fixture(scope="session")
 def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     """Simulate a small Jakarta week and process it through the real Dagster definitions."""
-    from crowd_platform.lib.instance import get_instance
-    from crowd_platform.lib.orchestration import process_pending
-    from crowd_platform.lib.settings import get_settings
-    from crowd_platform.lib.simulator import simulate
+    from crowd_platform.runner.instance import get_instance
+    from crowd_platform.runner.orchestration import process_pending
+    from crowd_platform.common.settings import get_settings
+    from crowd_platform.simulator import simulate
 
     home = tmp_path_factory.mktemp("crowd_home")
     dagster_home = home / "dagster_home"

@@ -8,9 +8,9 @@ from datetime import timedelta
 import dagster as dg
 import duckdb
 
-from crowd_platform.defs.alerts.assets import crowd_alerts
-from crowd_platform.lib.partitions import range_tags, window_key
-from crowd_platform.lib.resources import CrowdPlatform
+from crowd_platform.alerts.assets import crowd_alerts
+from crowd_platform.common.partitions import range_tags, window_key
+from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform_tests.test_alerts_fixtures import drop_id, seed_reference, seed_windows, window
 
 # K1 (kelurahan): crowd in windows 1-3 (escalating at 3), quiet from 4 -> opened@2, escalated@3, closed@5.

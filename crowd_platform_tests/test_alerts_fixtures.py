@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from crowd_platform.lib import warehouse
+from crowd_platform.common import warehouse
 
 DAY = date(2020, 3, 23)
 T0 = datetime(2020, 3, 23, 3, 0, tzinfo=timezone.utc)  # 10:00 WIB

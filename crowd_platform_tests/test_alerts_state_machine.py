@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from crowd_platform.lib.alerting import (
+from crowd_platform.alerts.alerting import (
     AlertRules, Observation, WindowInput, alert_id_for, load_rules, run_windows, score,
 )
-from crowd_platform.lib.settings import PROJECT_ROOT
+from crowd_platform.common.settings import PROJECT_ROOT
 
 RULES = load_rules(PROJECT_ROOT / "config" / "alert_rules.yaml")
 T0 = datetime(2020, 3, 23, 3, 0, tzinfo=timezone.utc)

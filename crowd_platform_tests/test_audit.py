@@ -9,10 +9,10 @@ from datetime import date
 import pytest
 
 from crowd_platform.cli import main
-from crowd_platform.lib import audit
-from crowd_platform.lib.audit_verify import PRUNE_ACTION, read_checkpoints, verify_chain, write_checkpoint
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.warehouse import connect
+from crowd_platform.common import audit
+from crowd_platform.governance.audit_chain import PRUNE_ACTION, read_checkpoints, verify_chain, write_checkpoint
+from crowd_platform.common.settings import get_settings
+from crowd_platform.common.warehouse import connect
 
 
 @pytest.fixture()
@@ -53,7 +53,7 @@ def test_changed_actor_with_recomputed_own_hash_breaks_next_link(settings):
     with connect(settings.warehouse_path) as con:
         row = con.execute("SELECT seq, recorded_at, actor, purpose, action, object_kind, object_id, run_id, details, "
                           "prev_hash FROM audit_log WHERE seq = 3").fetchone()
-        from crowd_platform.lib.audit_verify import format_recorded_at
+        from crowd_platform.governance.audit_chain import format_recorded_at
         forged = audit.record_hash(row[9], row[0], format_recorded_at(row[1]), "someone-else", *row[3:9])
         con.execute("UPDATE audit_log SET actor = 'someone-else', record_hash = ? WHERE seq = 3", [forged])
     result = _verify(settings)

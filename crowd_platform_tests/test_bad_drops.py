@@ -21,15 +21,15 @@ import duckdb
 import polars as pl
 import pytest
 
-from crowd_platform.defs.ingestion.assets import operator_drops, staged_events
-from crowd_platform.defs.ingestion.jobs import quarantine_unroutable_job
-from crowd_platform.defs.ingestion.sensors import evaluate_landing
-from crowd_platform.lib.contracts import contract_for, operator_contracts
-from crowd_platform.lib.ingest.fixtures import canonical_cells, canonical_events, register_cells
-from crowd_platform.lib.resources import CrowdPlatform
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.simulator.drops import build_manifest, encode_drop, to_operator_layout, write_drop
-from crowd_platform.lib.warehouse import connect
+from crowd_platform.ingestion.assets import operator_drops, staged_events
+from crowd_platform.ingestion.jobs import quarantine_unroutable_job
+from crowd_platform.ingestion.sensors import evaluate_landing
+from crowd_platform.common.contracts import contract_for, operator_contracts
+from crowd_platform.ingestion.fixtures import canonical_cells, canonical_events, register_cells
+from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.common.settings import get_settings
+from crowd_platform.simulator.drops import build_manifest, encode_drop, to_operator_layout, write_drop
+from crowd_platform.common.warehouse import connect
 
 WINDOW = datetime(2020, 3, 31, 1, 0, tzinfo=timezone.utc)
 WINDOW_END = WINDOW + timedelta(minutes=15)

@@ -12,12 +12,12 @@ import dagster as dg
 import pytest
 import yaml
 
-from crowd_platform.defs.alerts.assets import broadcast_requests, crowd_alerts
-from crowd_platform.defs.alerts.checks import broadcast_outbox_private
-from crowd_platform.lib.delivery import HttpTarget, backoff_delay, post_with_retries, request_id_for
-from crowd_platform.lib.partitions import range_tags, window_key
-from crowd_platform.lib.resources import CrowdPlatform
-from crowd_platform.lib.settings import DEFAULT_CONFIG
+from crowd_platform.alerts.assets import broadcast_requests, crowd_alerts
+from crowd_platform.alerts.checks import broadcast_outbox_private
+from crowd_platform.alerts.delivery import HttpTarget, backoff_delay, post_with_retries, request_id_for
+from crowd_platform.common.partitions import range_tags, window_key
+from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.common.settings import DEFAULT_CONFIG
 from crowd_platform_tests.test_alerts_fixtures import seed_reference, seed_windows, window
 
 WINDOWS = 12

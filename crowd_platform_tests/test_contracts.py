@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from crowd_platform.cli import main
-from crowd_platform.lib.contracts import contract_for
-from crowd_platform.lib.ingest.lint import lint_contract
-from crowd_platform.lib.ingest.rules import compile_rules, portable_regex_problem
-from crowd_platform.lib.settings import CONTRACTS_DIR, get_settings
+from crowd_platform.common.contracts import contract_for
+from crowd_platform.ingestion.lint import lint_contract
+from crowd_platform.ingestion.rules import compile_rules, portable_regex_problem
+from crowd_platform.common.settings import CONTRACTS_DIR, get_settings
 
 
 def test_shipped_contracts_are_clean(capsys):

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crowd_platform.lib.crashpoints import POINTS
+from crowd_platform.common.crashpoints import POINTS
 
 START = date(2020, 3, 16)  # Mon-Thu, no holiday: Thursday has a 3-day bootstrap baseline
 DAYS = 4
@@ -72,8 +72,8 @@ def _snapshot(home: Path) -> dict[str, list]:
 @pytest.fixture(scope="module")
 def baseline_state(tmp_path_factory):
     """Days 1-3 processed; day 4's drops waiting in a stash; plus a reference run of day 4."""
-    from crowd_platform.lib.settings import get_settings
-    from crowd_platform.lib.simulator import simulate
+    from crowd_platform.common.settings import get_settings
+    from crowd_platform.simulator import simulate
 
     root = tmp_path_factory.mktemp("crash")
     base = root / "base"

@@ -43,7 +43,7 @@ def demo_home(tmp_path_factory):
 
 def test_demo_week_has_a_quiet_thursday_before_the_gathering_friday():
     assert DEMO_START.weekday() == 0 and DEMO_DAYS == 5
-    from crowd_platform.lib.simulator.population import is_day_off
+    from crowd_platform.simulator.population import is_day_off
 
     days = [date.fromordinal(DEMO_START.toordinal() + n) for n in range(DEMO_DAYS)]
     assert not any(is_day_off(day) for day in days), "a holiday would leave the quiet day without a baseline"

@@ -9,11 +9,11 @@ import dagster as dg
 import holidays
 import pytest
 
-from crowd_platform.defs.density.assets import DENSITY_ASSETS, density_baseline, holiday_dates
-from crowd_platform.defs.density.checks import density_baseline_enough_observations
-from crowd_platform.lib.resources import CrowdPlatform
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.warehouse import connect
+from crowd_platform.density.assets import DENSITY_ASSETS, density_baseline, holiday_dates
+from crowd_platform.density.checks import density_baseline_enough_observations
+from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.common.settings import get_settings
+from crowd_platform.common.warehouse import connect
 
 DAY = datetime(2020, 4, 24, tzinfo=timezone.utc)  # a Friday; two weeks before is Good Friday
 DAY_KEY = "2020-04-24"

@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from crowd_platform.defs.density.assets import (
+from crowd_platform.density.assets import (
     bts_presence,
     compute_bts_presence,
     compute_district_density,
@@ -23,11 +23,11 @@ from crowd_platform.defs.density.assets import (
     district_presence_daily,
     market_shares,
 )
-from crowd_platform.defs.density.checks import DENSITY_CHECKS
-from crowd_platform.lib.contracts import operator_contracts
-from crowd_platform.lib.resources import CrowdPlatform
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.warehouse import connect
+from crowd_platform.density.checks import DENSITY_CHECKS
+from crowd_platform.common.contracts import operator_contracts
+from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.common.settings import get_settings
+from crowd_platform.common.warehouse import connect
 
 WINDOW = datetime(2020, 3, 10, 1, 0, tzinfo=timezone.utc)
 WINDOW_KEY = "2020-03-10-01:00"

@@ -137,7 +137,7 @@ def test_alert_lineage_reaches_accepted_drops(pipeline_home):
 
 
 def test_audit_chain_verifies_after_the_run(pipeline_home):
-    from crowd_platform.lib.audit_verify import verify_chain
+    from crowd_platform.governance.audit_chain import verify_chain
 
     connection = duckdb.connect(str(pipeline_home.home / "warehouse.duckdb"), read_only=True)
     try:

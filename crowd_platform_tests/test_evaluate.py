@@ -10,9 +10,9 @@ import pytest
 
 from crowd_platform.cli import main
 from crowd_platform.cli.evaluate import Alert, evaluate, matches
-from crowd_platform.defs.alerts.assets import crowd_alerts
-from crowd_platform.lib.partitions import range_tags, window_key
-from crowd_platform.lib.resources import CrowdPlatform
+from crowd_platform.alerts.assets import crowd_alerts
+from crowd_platform.common.partitions import range_tags, window_key
+from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform_tests.test_alerts_fixtures import seed_reference, seed_windows, window
 
 WINDOWS = 12

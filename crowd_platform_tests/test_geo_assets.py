@@ -11,12 +11,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from crowd_platform.defs.geography.assets import geography_assets
-from crowd_platform.defs.geography.checks import geography_checks
-from crowd_platform.lib import geo
-from crowd_platform.lib.resources import CrowdPlatform
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.warehouse import connect
+from crowd_platform.geography.assets import geography_assets
+from crowd_platform.geography.checks import geography_checks
+from crowd_platform.geography import geo
+from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.common.settings import get_settings
+from crowd_platform.common.warehouse import connect
 
 SNAPSHOT_1 = datetime(2020, 3, 20, tzinfo=timezone.utc)
 SNAPSHOT_2 = SNAPSHOT_1 + timedelta(days=7)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from crowd_platform.lib import geo
+from crowd_platform.geography import geo
 
 AREA_CRS = "EPSG:32748"
 X0, Y0 = 700_000.0, 9_310_000.0

@@ -5,7 +5,7 @@ import matplotlib.image
 import pytest
 import shapely
 
-from crowd_platform.lib import maps
+from crowd_platform.geography import maps
 
 
 def grid(n: int = 3) -> gpd.GeoDataFrame:

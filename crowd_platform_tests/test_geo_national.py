@@ -3,10 +3,10 @@
 import dagster as dg
 import pytest
 
-from crowd_platform.defs.geography.assets import districts
-from crowd_platform.lib.resources import CrowdPlatform
-from crowd_platform.lib.settings import PROJECT_ROOT
-from crowd_platform.lib.warehouse import connect
+from crowd_platform.geography.assets import districts
+from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.common.settings import PROJECT_ROOT
+from crowd_platform.common.warehouse import connect
 
 
 def test_national_config_builds_kecamatan_kabkota_provinsi(tmp_path, monkeypatch):

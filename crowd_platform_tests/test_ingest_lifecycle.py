@@ -13,13 +13,13 @@ import polars as pl
 import pytest
 import yaml
 
-from crowd_platform.defs.ingestion.assets import operator_drops, staged_events
-from crowd_platform.defs.ingestion.sensors import evaluate_landing
-from crowd_platform.lib.contracts import contract_for, parse_contract
-from crowd_platform.lib.ingest.fixtures import canonical_cells, canonical_events
-from crowd_platform.lib.resources import CrowdPlatform
-from crowd_platform.lib.settings import CONTRACTS_DIR, get_settings
-from crowd_platform.lib.simulator.drops import write_drop
+from crowd_platform.ingestion.assets import operator_drops, staged_events
+from crowd_platform.ingestion.sensors import evaluate_landing
+from crowd_platform.common.contracts import contract_for, parse_contract
+from crowd_platform.ingestion.fixtures import canonical_cells, canonical_events
+from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.common.settings import CONTRACTS_DIR, get_settings
+from crowd_platform.simulator.drops import write_drop
 
 WINDOW = datetime(2020, 3, 31, 1, 0, tzinfo=timezone.utc)
 WINDOW_END = WINDOW + timedelta(minutes=15)
@@ -262,7 +262,7 @@ def _interrupted_query_error() -> RuntimeError:
 
 
 def test_duckdb_reports_a_stop_signal_as_an_interrupt_not_as_a_bad_drop():
-    from crowd_platform.lib.ingest.interrupts import is_interrupt
+    from crowd_platform.ingestion.interrupts import is_interrupt
 
     error = _interrupted_query_error()
     assert is_interrupt(error)
@@ -275,8 +275,8 @@ def test_duckdb_reports_a_stop_signal_as_an_interrupt_not_as_a_bad_drop():
 @pytest.mark.parametrize("step", ["stage_drop", "validate_staged"])
 def test_stop_signal_during_validation_leaves_the_drop_to_recovery(home, monkeypatch, step):
     """SIGTERM mid-parse or mid-validation is a crash, not a verdict: no quarantine; recovery re-lands it and it is accepted."""
-    from crowd_platform.lib.ingest import lifecycle
-    from crowd_platform.lib.recovery import reland_interrupted_drops
+    from crowd_platform.ingestion import lifecycle
+    from crowd_platform.runner.recovery import reland_interrupted_drops
 
     settings = get_settings(home)
     contract = _telkomsel(settings)

@@ -11,12 +11,12 @@ import duckdb
 import yaml
 
 from crowd_platform.cli import main
-from crowd_platform.defs.ingestion.assets import operator_drops, staged_events
-from crowd_platform.lib.contracts import parse_contract
-from crowd_platform.lib.ingest.fixtures import canonical_events
-from crowd_platform.lib.resources import CrowdPlatform
-from crowd_platform.lib.settings import CONTRACTS_DIR, get_settings
-from crowd_platform.lib.simulator.drops import write_drop
+from crowd_platform.ingestion.assets import operator_drops, staged_events
+from crowd_platform.common.contracts import parse_contract
+from crowd_platform.ingestion.fixtures import canonical_events
+from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.common.settings import CONTRACTS_DIR, get_settings
+from crowd_platform.simulator.drops import write_drop
 
 WINDOW = datetime(2020, 3, 31, 1, 0, tzinfo=timezone.utc)
 

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from crowd_platform.defs.ingestion.sensors import MAX_MANIFESTS_PER_TICK, evaluate_landing, landing_sensor
-from crowd_platform.lib.contracts import contract_for
-from crowd_platform.lib.ingest.fixtures import canonical_events
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.simulator.drops import write_drop
+from crowd_platform.ingestion.sensors import MAX_MANIFESTS_PER_TICK, evaluate_landing, landing_sensor
+from crowd_platform.common.contracts import contract_for
+from crowd_platform.ingestion.fixtures import canonical_events
+from crowd_platform.common.settings import get_settings
+from crowd_platform.simulator.drops import write_drop
 
 START = datetime(2020, 3, 2, 0, 0, tzinfo=timezone.utc)
 
@@ -72,7 +72,7 @@ def test_requests_resolve_against_real_definitions_cells_first(tmp_path):
     window = datetime(2020, 3, 31, 1, 0, tzinfo=timezone.utc)
     end = window + timedelta(minutes=15)
     write_drop(settings.landing, events_contract, canonical_events(events_contract, window, 10), window_start=window, window_end=end)
-    from crowd_platform.lib.ingest.fixtures import canonical_cells
+    from crowd_platform.ingestion.fixtures import canonical_cells
 
     write_drop(settings.landing, cells_contract, canonical_cells(events_contract), window_start=window, window_end=end, feed="cells", operator="telkomsel")
     (settings.landing / "telkomsel" / "junk.csv.manifest.json").write_text("not json")

@@ -1,4 +1,4 @@
-"""k-anonymity with complementary suppression (crowd_platform.lib.kanon), property-based."""
+"""k-anonymity with complementary suppression (crowd_platform.publication.kanon), property-based."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crowd_platform.lib.kanon import mask_counts, publishable, suppress_hierarchy
+from crowd_platform.publication.kanon import mask_counts, publishable, suppress_hierarchy
 
 LEVELS = ("kelurahan", "kecamatan", "kabkota", "provinsi")
 

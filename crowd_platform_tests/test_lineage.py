@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from crowd_platform.cli import main
-from crowd_platform.lib.lineage import TraceError, trace
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.warehouse import connect
+from crowd_platform.governance.lineage import TraceError, trace
+from crowd_platform.common.settings import get_settings
+from crowd_platform.common.warehouse import connect
 
 W0 = datetime(2020, 3, 31, 10, 0, tzinfo=timezone.utc)
 

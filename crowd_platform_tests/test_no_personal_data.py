@@ -12,12 +12,12 @@ from datetime import timedelta
 
 import dagster as dg
 
-from crowd_platform.defs.governance import defs as governance_defs
-from crowd_platform.defs.governance.assets import audit_log_checkpoint, retention
-from crowd_platform.lib.privacy_scan import contains_any, fingerprint, scan_for_hex_keys, scan_for_subscriber_values
-from crowd_platform.lib.resources import CrowdPlatform
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.warehouse import connect
+from crowd_platform.governance.defs import defs as governance_defs
+from crowd_platform.governance.assets import audit_log_checkpoint, retention
+from crowd_platform.governance.privacy_scan import contains_any, fingerprint, scan_for_hex_keys, scan_for_subscriber_values
+from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.common.settings import get_settings
+from crowd_platform.common.warehouse import connect
 from crowd_platform_tests.test_retention import NEW_WINDOW, OLD_WINDOW, ingest_like
 
 KEY = hashlib.sha256(b"planted subscriber").hexdigest()

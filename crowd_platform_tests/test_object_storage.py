@@ -23,7 +23,7 @@ import pytest
 
 moto_server = pytest.importorskip("moto.server")
 
-from crowd_platform.lib import storage  # noqa: E402
+from crowd_platform.common import storage
 from crowd_platform_tests.conftest import SAMPLED_RULES  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("object_storage")
@@ -128,7 +128,7 @@ def test_copy_between_local_disk_and_store(root, tmp_path):
 def test_outbox_create_is_exclusive(root):
     target = root / "outbox" / "op" / "r1.json"
     if storage.is_local(target):
-        from crowd_platform.lib.delivery import write_outbox_file
+        from crowd_platform.alerts.delivery import write_outbox_file
 
         assert write_outbox_file(target, {"a": 1}) and not write_outbox_file(target, {"a": 2})
     else:
@@ -149,7 +149,7 @@ def test_listing_pages_past_one_thousand_objects(s3_endpoint):
 
 
 def test_settings_default_root_is_crowd_home(tmp_path, monkeypatch):
-    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.common.settings import get_settings
 
     monkeypatch.delenv("CROWD_STORAGE_URL", raising=False)
     settings = get_settings(tmp_path)
@@ -166,10 +166,10 @@ def test_settings_default_root_is_crowd_home(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- the pipeline on a bucket
 def _run_pipeline(home: Path, storage_url: str | None) -> dict:
-    from crowd_platform.lib.instance import get_instance
-    from crowd_platform.lib.orchestration import process_pending
-    from crowd_platform.lib.settings import get_settings
-    from crowd_platform.lib.simulator import simulate
+    from crowd_platform.runner.instance import get_instance
+    from crowd_platform.runner.orchestration import process_pending
+    from crowd_platform.common.settings import get_settings
+    from crowd_platform.simulator import simulate
 
     previous = _set_env({"CROWD_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"),
                          "CROWD_ALERT_RULES": SAMPLED_RULES, "CROWD_STORAGE_URL": storage_url})
@@ -265,7 +265,7 @@ def test_densities_equal_those_of_a_local_root(runs):
 
 
 def test_outbox_requests_are_objects_in_the_bucket(runs):
-    from crowd_platform.lib.delivery import write_outbox_file
+    from crowd_platform.alerts.delivery import write_outbox_file
 
     settings = runs["s3"]["settings"]
     fs = _s3fs()
@@ -287,7 +287,7 @@ def test_outbox_requests_are_objects_in_the_bucket(runs):
 
 
 def test_retention_deletes_personal_objects_from_the_bucket_with_certificates(runs):
-    from crowd_platform.lib.retention import apply_retention
+    from crowd_platform.governance.retention import apply_retention
 
     remote = runs["s3"]
     settings = remote["settings"]

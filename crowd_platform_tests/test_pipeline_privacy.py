@@ -16,7 +16,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from crowd_platform.lib.privacy_scan import scan_for_subscriber_values
+from crowd_platform.governance.privacy_scan import scan_for_subscriber_values
 from crowd_platform_tests.ui import browser_page, requires_chromium
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -47,8 +47,8 @@ def _input_needles(home) -> list[str]:
 
 
 def test_no_subscriber_value_in_dagster_storage_logs_or_outputs(pipeline_home):
-    from crowd_platform.lib.report import write_report
-    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.governance.report import write_report
+    from crowd_platform.common.settings import get_settings
 
     settings = get_settings(pipeline_home.home)
     connection = duckdb.connect(str(settings.warehouse_path), read_only=True)
@@ -70,8 +70,8 @@ def test_no_subscriber_value_in_dagster_storage_logs_or_outputs(pipeline_home):
 def test_audit_report_renders_in_chromium(pipeline_home):
     reports = sorted((pipeline_home.home / "reports").glob("*.html"))
     if not reports:
-        from crowd_platform.lib.report import write_report
-        from crowd_platform.lib.settings import get_settings
+        from crowd_platform.governance.report import write_report
+        from crowd_platform.common.settings import get_settings
 
         settings = get_settings(pipeline_home.home)
         connection = duckdb.connect(str(settings.warehouse_path), read_only=True)

@@ -16,10 +16,10 @@ import duckdb
 import pytest
 import yaml
 
-from crowd_platform.lib.orchestration import process_pending
-from crowd_platform.lib.partitions import range_tags
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.simulator import simulate
+from crowd_platform.runner.orchestration import process_pending
+from crowd_platform.common.partitions import range_tags
+from crowd_platform.common.settings import get_settings
+from crowd_platform.simulator import simulate
 
 PG_DSN = os.environ.get("CROWD_TEST_PG_DSN")
 DAY1, DAY2 = date(2020, 3, 23), date(2020, 3, 24)

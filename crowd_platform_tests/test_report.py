@@ -6,8 +6,8 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from crowd_platform.cli import main
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.warehouse import connect
+from crowd_platform.common.settings import get_settings
+from crowd_platform.common.warehouse import connect
 
 
 def test_report_sections_and_k_anonymity(tmp_path, monkeypatch, capsys):

@@ -12,13 +12,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from crowd_platform.lib.audit_verify import verify_chain
-from crowd_platform.lib.contracts import operator_contracts
-from crowd_platform.lib.privacy_scan import scan_for_subscriber_values
-from crowd_platform.lib.retention import apply_retention, load_policy
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.simulator.drops import write_drop
-from crowd_platform.lib.warehouse import connect, fetch_dicts
+from crowd_platform.governance.audit_chain import verify_chain
+from crowd_platform.common.contracts import operator_contracts
+from crowd_platform.governance.privacy_scan import scan_for_subscriber_values
+from crowd_platform.governance.retention import apply_retention, load_policy
+from crowd_platform.common.settings import get_settings
+from crowd_platform.simulator.drops import write_drop
+from crowd_platform.common.warehouse import connect, fetch_dicts
 
 KNOWN_KEY = hashlib.sha256(b"known subscriber for the retention test").hexdigest()
 MARKER = "RETENTION-MARKER-" + hashlib.sha256(b"marker").hexdigest()[:24]

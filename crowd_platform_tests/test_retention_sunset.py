@@ -7,10 +7,10 @@ import hashlib
 from datetime import timedelta
 
 from crowd_platform.cli import main
-from crowd_platform.lib.audit_verify import verify_chain
-from crowd_platform.lib.privacy_scan import scan_for_subscriber_values
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.warehouse import connect
+from crowd_platform.governance.audit_chain import verify_chain
+from crowd_platform.governance.privacy_scan import scan_for_subscriber_values
+from crowd_platform.common.settings import get_settings
+from crowd_platform.common.warehouse import connect
 from crowd_platform_tests.test_retention import NEW_WINDOW, OLD_WINDOW, ingest_like
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from crowd_platform.lib.contracts import operator_contracts
-from crowd_platform.lib.settings import CONTRACTS_DIR, PROJECT_ROOT
-from crowd_platform.lib.simulator import GROUND_TRUTH_FILE, simulate
-from crowd_platform.lib.simulator import keys
+from crowd_platform.common.contracts import operator_contracts
+from crowd_platform.common.settings import CONTRACTS_DIR, PROJECT_ROOT
+from crowd_platform.simulator import GROUND_TRUTH_FILE, simulate
+from crowd_platform.simulator import keys
 
 START = date(2020, 3, 23)
 HOURS = (3, 6)  # 10:00-13:00 in Jakarta: busy hours, and only 12 windows a day
@@ -312,10 +312,10 @@ def test_days_off_keep_people_out_of_the_business_district(tmp_path):
 
 def test_ingestion_parser_stages_every_drop_except_the_corrupt_one(faulty_home, tmp_path):
     """Cross-check with the platform's own parser: the drops are what ingestion expects."""
-    layout = pytest.importorskip("crowd_platform.lib.ingest.layout")
+    layout = pytest.importorskip("crowd_platform.ingestion.layout")
     import duckdb
 
-    from crowd_platform.lib.contracts import contract_for
+    from crowd_platform.common.contracts import contract_for
 
     home, summary = faulty_home
     broken = {record["file"] for record in summary["faults"] if record["type"] == "corrupt"}

@@ -9,10 +9,10 @@ from datetime import date, datetime, timezone
 import numpy as np
 import pytest
 
-from crowd_platform.lib.settings import get_settings
-from crowd_platform.lib.simulator import simulate, simulated_windows
-from crowd_platform.lib.simulator.population import make_area_subscribers
-from crowd_platform.lib.simulator.world import build_world
+from crowd_platform.common.settings import get_settings
+from crowd_platform.simulator import simulate, simulated_windows
+from crowd_platform.simulator.population import make_area_subscribers
+from crowd_platform.simulator.world import build_world
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_people_added_leaves_out_participants_already_in_the_kelurahan(world):
     """A participant at home in the gathering's own kelurahan adds nobody; one at work elsewhere adds one."""
     from datetime import timedelta
 
-    from crowd_platform.lib.simulator.gatherings import ActiveGathering, record_people_added
+    from crowd_platform.simulator.gatherings import ActiveGathering, record_people_added
 
     area = world.kelurahan["kec_name"].to_numpy() == "Johar Baru"
     subscribers, _ = make_area_subscribers(world, 200_000, 5, area)

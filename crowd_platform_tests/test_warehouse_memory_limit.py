@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crowd_platform.lib.warehouse import MEMORY_LIMIT_ENV, connect
+from crowd_platform.common.warehouse import MEMORY_LIMIT_ENV, connect
 
 
 def test_memory_limit_applies_to_warehouse_connections(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from crowd_platform.cli import CliError
 
 
 def _settings():
-    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.common.settings import get_settings
 
     settings = get_settings()
     if not settings.warehouse_path.exists():
@@ -23,8 +23,8 @@ def _settings():
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from crowd_platform.lib.lineage import TraceError, format_trace, trace, trace_json
-    from crowd_platform.lib.warehouse import connect
+    from crowd_platform.governance.lineage import TraceError, format_trace, trace, trace_json
+    from crowd_platform.common.warehouse import connect
 
     settings = _settings()
     with connect(settings.warehouse_path, read_only=True) as connection:
@@ -37,9 +37,9 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from crowd_platform.lib import audit
-    from crowd_platform.lib.audit_verify import verify_chain, write_checkpoint
-    from crowd_platform.lib.warehouse import connect
+    from crowd_platform.common import audit
+    from crowd_platform.governance.audit_chain import verify_chain, write_checkpoint
+    from crowd_platform.common.warehouse import connect
 
     settings = _settings()
     with connect(settings.warehouse_path, read_only=not args.checkpoint) as connection:
@@ -54,7 +54,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _deletions(args: argparse.Namespace) -> int:
-    from crowd_platform.lib.warehouse import connect, fetch_dicts
+    from crowd_platform.common.warehouse import connect, fetch_dicts
 
     settings = _settings()
     with connect(settings.warehouse_path, read_only=True) as connection:
@@ -90,8 +90,8 @@ def _parse_day(value: str, flag: str) -> date:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from crowd_platform.lib.report import write_report
-    from crowd_platform.lib.warehouse import connect
+    from crowd_platform.governance.report import write_report
+    from crowd_platform.common.warehouse import connect
 
     settings = _settings()
     start, end = _parse_day(args.date_from, "--from"), _parse_day(args.date_to, "--to")

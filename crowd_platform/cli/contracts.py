@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from crowd_platform.cli import CliError
-from crowd_platform.lib.settings import get_settings
+from crowd_platform.common.settings import get_settings
 
 
 def register(subparsers) -> None:
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from crowd_platform.lib.ingest.lint import lint_contract, lint_directory
+    from crowd_platform.ingestion.lint import lint_contract, lint_directory
 
     if args.files:
         missing = [str(path) for path in args.files if not path.is_file()]

@@ -85,11 +85,11 @@ def alerts_by_day(connection, gathering_day: date) -> list[dict]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from crowd_platform.lib import warehouse
-    from crowd_platform.lib.instance import get_instance
-    from crowd_platform.lib.orchestration import process_pending
-    from crowd_platform.lib.settings import get_settings
-    from crowd_platform.lib.simulator import simulate
+    from crowd_platform.common import warehouse
+    from crowd_platform.runner.instance import get_instance
+    from crowd_platform.runner.orchestration import process_pending
+    from crowd_platform.common.settings import get_settings
+    from crowd_platform.simulator import simulate
 
     try:
         start = date.fromisoformat(args.start)

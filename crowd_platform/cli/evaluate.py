@@ -242,9 +242,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from crowd_platform.lib import warehouse
-    from crowd_platform.lib.alerting import rules_from_settings
-    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.common import warehouse
+    from crowd_platform.alerts.alerting import rules_from_settings
+    from crowd_platform.common.settings import get_settings
 
     settings = get_settings(args.home)
     truth_path = args.ground_truth or settings.home / "ground_truth.json"

@@ -49,7 +49,7 @@ def read_key(path: Path) -> bytes:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from crowd_platform.lib.simulator.keys import normalise_msisdn, pseudonymize
+    from crowd_platform.simulator.keys import normalise_msisdn, pseudonymize
 
     key = read_key(args.key_file)
     if len(args.delimiter) != 1:

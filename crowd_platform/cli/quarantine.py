@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 from crowd_platform.cli import CliError
-from crowd_platform.lib import storage
-from crowd_platform.lib.settings import get_settings
+from crowd_platform.common import storage
+from crowd_platform.common.settings import get_settings
 
 
 def register(subparsers) -> None:
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
 
 
 def _drop(con, drop_id: str) -> dict:
-    from crowd_platform.lib.warehouse import fetch_dicts
+    from crowd_platform.common.warehouse import fetch_dicts
 
     rows = fetch_dicts(con, "SELECT * FROM drops WHERE drop_id = ?", [drop_id])
     if not rows:
@@ -50,7 +50,7 @@ def _drop(con, drop_id: str) -> dict:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from crowd_platform.lib.warehouse import connect, fetch_dicts
+    from crowd_platform.common.warehouse import connect, fetch_dicts
 
     settings = get_settings()
     statuses = ("quarantined", "released", "rejected") if args.all else ("quarantined",)
@@ -65,7 +65,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from crowd_platform.lib.warehouse import connect, fetch_dicts
+    from crowd_platform.common.warehouse import connect, fetch_dicts
 
     settings = get_settings()
     with connect(settings.warehouse_path, read_only=True) as con:
@@ -85,8 +85,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _reject(args: argparse.Namespace) -> int:
-    from crowd_platform.lib import audit
-    from crowd_platform.lib.warehouse import connect
+    from crowd_platform.common import audit
+    from crowd_platform.common.warehouse import connect
 
     reason = " ".join(args.reason.split())
     if not reason:
@@ -106,8 +106,8 @@ def _reject(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from crowd_platform.lib import audit
-    from crowd_platform.lib.warehouse import connect
+    from crowd_platform.common import audit
+    from crowd_platform.common.warehouse import connect
 
     settings = get_settings()
     with connect(settings.warehouse_path) as con:
@@ -148,10 +148,10 @@ def rerun_window(settings, drop: dict, manifest_relpath: str) -> tuple[str, str 
     import dagster as dg
 
     from crowd_platform.definitions import defs
-    from crowd_platform.lib.instance import get_instance
-    from crowd_platform.lib.orchestration import run_tags
-    from crowd_platform.lib.partitions import window_key
-    from crowd_platform.lib.warehouse import connect
+    from crowd_platform.runner.instance import get_instance
+    from crowd_platform.runner.orchestration import run_tags
+    from crowd_platform.common.partitions import window_key
+    from crowd_platform.common.warehouse import connect
 
     # The definitions' own "crowd" resource (CROWD_HOME) is bound to these assets already.
     assets = [defs.resolve_assets_def("operator_drops"), defs.resolve_assets_def("staged_events")]

@@ -25,8 +25,8 @@ def add_actor_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crowd_platform.lib.retention import apply_retention, outcome_summary
-    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.governance.retention import apply_retention, outcome_summary
+    from crowd_platform.common.settings import get_settings
 
     settings = get_settings()
     settings.ensure_dirs()

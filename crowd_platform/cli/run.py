@@ -20,9 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from crowd_platform.lib.instance import get_instance
-    from crowd_platform.lib.orchestration import process_pending
-    from crowd_platform.lib.settings import get_settings
+    from crowd_platform.runner.instance import get_instance
+    from crowd_platform.runner.orchestration import process_pending
+    from crowd_platform.common.settings import get_settings
 
     settings = get_settings(args.home)
     if not settings.landing.exists():

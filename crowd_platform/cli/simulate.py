@@ -49,8 +49,8 @@ def _hours(text: str | None) -> tuple[int, int] | None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from crowd_platform.lib.simulator import FAULT_TYPES, simulate
-    from crowd_platform.lib.simulator.gatherings import load_gatherings
+    from crowd_platform.simulator import FAULT_TYPES, simulate
+    from crowd_platform.simulator.gatherings import load_gatherings
 
     if not args.home:
         raise CliError("no --home given and CROWD_HOME is not set")

@@ -9,8 +9,8 @@ from crowd_platform.cli.retention import add_actor_arguments
 
 
 def run(args: argparse.Namespace) -> int:
-    from crowd_platform.lib.settings import get_settings
-    from crowd_platform.lib.retention import sunset
+    from crowd_platform.common.settings import get_settings
+    from crowd_platform.governance.retention import sunset
 
     if not args.confirm:
         raise CliError("sunset deletes every personal and pseudonymized datum for good; add --confirm")

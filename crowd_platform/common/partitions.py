@@ -1,0 +1,78 @@
+"""Partitions shared by every domain.
+
+One partition per 15-minute window (UTC) across the emergency period, and one per day for
+daily roll-ups and baselines. Bounded by the emergency period so an asset keeps far fewer
+than Dagster's ~100k live partitions (DESIGN.md section 9). Assets take whole ranges in one
+run (single-run backfill policy), so a backfill of a day is one run, not 96.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import warnings
+
+import dagster as dg
+
+from crowd_platform.common.settings import get_settings
+
+# Single-run backfills and partitioned checks are marked beta/preview; we rely on them on
+# purpose (docs/decisions/002), so the warnings only add noise to every log.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+WINDOW_KEY_FORMAT = "%Y-%m-%d-%H:%M"
+DAY_KEY_FORMAT = "%Y-%m-%d"
+
+_settings = get_settings()
+
+window_partitions = dg.TimeWindowPartitionsDefinition(
+    cron_schedule=f"*/{_settings.window_minutes} * * * *",
+    start=_settings.emergency_start.replace(tzinfo=None),
+    end=_settings.emergency_end.replace(tzinfo=None),
+    fmt=WINDOW_KEY_FORMAT,
+    timezone="UTC",
+)
+
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=_settings.emergency_start.replace(tzinfo=None),
+    end_date=_settings.emergency_end.replace(tzinfo=None),
+    timezone="UTC",
+)
+
+single_run = dg.BackfillPolicy.single_run()
+
+
+def window_key(window_start: datetime) -> str:
+    return window_start.astimezone(timezone.utc).strftime(WINDOW_KEY_FORMAT)
+
+
+def day_key(day_start: datetime) -> str:
+    return day_start.astimezone(timezone.utc).strftime(DAY_KEY_FORMAT)
+
+
+def parse_window_key(key: str) -> datetime:
+    return datetime.strptime(key, WINDOW_KEY_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def window_bounds(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
+    """[start, end) of the partition or partition range this step materializes (UTC)."""
+    time_window = context.partition_time_window
+    return time_window.start.astimezone(timezone.utc), time_window.end.astimezone(timezone.utc)
+
+
+def windows_between(start: datetime, end: datetime, minutes: int | None = None) -> list[datetime]:
+    step = timedelta(minutes=minutes or _settings.window_minutes)
+    windows, current = [], start
+    while current < end:
+        windows.append(current)
+        current += step
+    return windows
+
+
+def range_tags(first_key: str, last_key: str) -> dict[str, str]:
+    """Tags that make one run materialize a contiguous range of partitions."""
+    return {
+        "dagster/asset_partition_range_start": first_key,
+        "dagster/asset_partition_range_end": last_key,
+    }

@@ -1,0 +1,92 @@
+"""DuckDB warehouse access.
+
+DuckDB allows one read-write process per file (DESIGN.md section 9): connections are opened
+inside assets only, kept short, and every writer step runs in the Dagster pool
+``WAREHOUSE_POOL`` (limit 1 in deploy/dagster.yaml and the test instance).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from crowd_platform.common.settings import SQL_DIR
+
+WAREHOUSE_POOL = "duckdb_warehouse"
+SCHEMA_DIR = SQL_DIR / "schema"
+
+
+def read_sql(name: str) -> str:
+    """Text of ``sql/<name>.sql`` (one model per file, named after the asset it builds)."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+MEMORY_LIMIT_ENV = "CROWD_DUCKDB_MEMORY_LIMIT"
+_MEMORY_LIMIT = re.compile(r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def memory_limit() -> str | None:
+    """DuckDB's memory limit from CROWD_DUCKDB_MEMORY_LIMIT (e.g. ``4GB``), or None for DuckDB's
+    default (80 % of the machine). Several DuckDB processes on one machine (parallel runs,
+    workers, tests) each assume that 80 % is theirs; a limit makes large aggregations spill to
+    disk instead of swapping the machine."""
+    value = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if not value:
+        return None
+    if not _MEMORY_LIMIT.match(value):
+        raise ValueError(f"{MEMORY_LIMIT_ENV} must look like 4GB or 512MB, got {value!r}")
+    return value
+
+
+def _configure(connection: duckdb.DuckDBPyConnection) -> None:
+    # No progress bar in logs (DESIGN.md section 9).
+    connection.execute("SET enable_progress_bar = false")
+    limit = memory_limit()
+    if limit:
+        connection.execute(f"SET memory_limit = '{limit}'")  # validated above: digits and a unit only
+
+
+def apply_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    """Create every warehouse table that does not exist yet (idempotent DDL in sql/schema/)."""
+    for ddl in sorted(SCHEMA_DIR.glob("*.sql")):
+        connection.execute(ddl.read_text(encoding="utf-8"))
+
+
+@contextmanager
+def connect(path: Path, read_only: bool = False, retries: int = 60) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse, waiting while another process holds the write lock.
+
+    A waiting reader is normal (a run is writing); the wait is bounded so a stuck lock
+    surfaces as a one-line error instead of a hang.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    last_error: Exception | None = None
+    for attempt in range(retries):
+        try:
+            connection = duckdb.connect(str(path), read_only=read_only and path.exists())
+            break
+        except duckdb.IOException as error:  # lock held by another process
+            last_error = error
+            time.sleep(min(0.25 * (attempt + 1), 2.0))
+    else:
+        raise RuntimeError(f"warehouse {path.name} is locked by another process") from last_error
+    try:
+        _configure(connection)
+        if not read_only:
+            apply_schema(connection)
+        yield connection
+    finally:
+        connection.close()
+
+
+def fetch_dicts(connection: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    cursor = connection.execute(sql, params or [])
+    columns = [column[0] for column in cursor.description]
+    return [dict(zip(columns, row)) for row in cursor.fetchall()]

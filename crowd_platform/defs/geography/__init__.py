@@ -1,8 +1,0 @@
-"""Geography domain: districts, cell registry, Voronoi coverage, district weights (docs/geography.md)."""
-
-import dagster as dg
-
-from crowd_platform.defs.geography.assets import geography_assets
-from crowd_platform.defs.geography.checks import geography_checks
-
-defs = dg.Definitions(assets=geography_assets, asset_checks=geography_checks)

@@ -1,9 +1,0 @@
-"""Ingestion domain: landing sensor, operator_drops (+ contract checks), staged_events, quarantine."""
-
-import dagster as dg
-
-from crowd_platform.defs.ingestion.assets import ASSETS
-from crowd_platform.defs.ingestion.jobs import quarantine_unroutable_job
-from crowd_platform.defs.ingestion.sensors import landing_sensor
-
-defs = dg.Definitions(assets=ASSETS, sensors=[landing_sensor], jobs=[quarantine_unroutable_job])

@@ -1,0 +1,101 @@
+"""Governance assets: daily retention with certificates, and the daily audit checkpoint."""
+
+
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from crowd_platform.common import audit
+from crowd_platform.governance.audit_chain import verify_chain, write_checkpoint
+from crowd_platform.common.provenance import code_version
+from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.governance.retention import apply_retention, outcome_summary
+from crowd_platform.common.warehouse import WAREHOUSE_POOL, connect
+
+OWNERS = ["team:governance"]
+
+
+class RetentionConfig(dg.Config):
+    """``as_of`` empty means now; set it to replay retention at a simulated time (demo, tests)."""
+
+    as_of: str = ""
+    dry_run: bool = False
+
+
+def _parse_time(value: str) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+@dg.asset(
+    group_name="governance",
+    owners=OWNERS,
+    kinds={"duckdb", "python"},
+    pool=WAREHOUSE_POOL,
+    code_version=code_version(),
+    description=(
+        "Deletes raw drops, lake partitions, quarantine, staging leftovers and warehouse rows past the "
+        "retention declared in the data contracts, rebuilds the DuckDB file so no deleted bytes remain, "
+        "and writes one deletion certificate per object (NIST SP 800-88 Rev.1 style)."
+    ),
+    deps=["operator_drops", "staged_events", "bts_presence", "district_density", "crowd_alerts"],
+)
+def retention(context: dg.AssetExecutionContext, config: RetentionConfig, crowd: CrowdPlatform) -> dg.MaterializeResult:
+    settings = crowd.settings
+    outcome = apply_retention(
+        settings,
+        _parse_time(config.as_of),
+        dry_run=config.dry_run,
+        actor=f"dagster:{context.run.tags.get('dagster/schedule_name', 'manual')}",
+        purpose=settings.purpose,
+        run_id=context.run_id,
+        progress=context.log.info,
+    )
+    summary = outcome_summary(outcome)  # counts only: nothing subscriber-level in metadata
+    if outcome.failed:
+        raise dg.Failure(description=f"{len(outcome.failed)} deletion(s) failed verification", metadata=summary)
+    return dg.MaterializeResult(metadata={
+        "objects_deleted": summary["objects"],
+        "rows_deleted": summary["rows"],
+        "bytes_deleted": summary["bytes"],
+        "drops_marked_deleted": summary["drops_marked_deleted"],
+        "by_kind": dg.MetadataValue.json(summary["by_kind"]),
+        "compaction": dg.MetadataValue.json(summary["compaction"] or {}),
+        "dry_run": config.dry_run,
+        "as_of": summary["as_of"],
+    })
+
+
+@dg.asset(
+    name="audit_log",
+    group_name="governance",
+    owners=OWNERS,
+    kinds={"duckdb", "python"},
+    pool=WAREHOUSE_POOL,
+    code_version=code_version(),
+    description=(
+        "Verifies the hash-chained audit log (and every earlier witness checkpoint) and exports today's "
+        "checkpoint (date, last seq, last record_hash, count) to witness/<date>.json and the append-only "
+        "witness/checkpoints.jsonl, to be published outside the platform."
+    ),
+)
+def audit_log_checkpoint(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
+    settings = crowd.settings
+    with connect(settings.warehouse_path) as connection:
+        result = verify_chain(connection, settings.witness)
+        if not result.ok:
+            raise dg.Failure(description=f"audit chain broken: {result.summary()}",
+                             metadata={"first_bad_seq": result.first_bad_seq, "reason": result.reason})
+        checkpoint = write_checkpoint(connection, settings.witness, result=result)
+        audit.append(connection, "audit.checkpoint", purpose=settings.purpose, actor="dagster:audit_log",
+                     object_kind="witness", object_id=checkpoint["date"], run_id=context.run_id, details=checkpoint)
+    return dg.MaterializeResult(metadata={
+        "records": result.records,
+        "last_seq": checkpoint["last_seq"],
+        "last_record_hash": checkpoint["last_record_hash"],
+        "witness_checkpoints_matched": result.witness_checked,
+        "witness_file": dg.MetadataValue.path(str(settings.witness / f"{checkpoint['date']}.json")),
+    })

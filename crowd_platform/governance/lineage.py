@@ -1,0 +1,155 @@
+"""Lineage: from a crowd alert back to its windows, density rows, drops, checks, contract and
+code versions, Dagster runs, and the certificates of the drops' deletion.
+
+Reads only warehouse tables (crowd_alerts, alert_transitions, district_density, drops,
+check_results, deletion_certificates), so it works long after the drops themselves are gone.
+Nothing subscriber-level is read or printed; people estimates below k are masked.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from crowd_platform.common.warehouse import fetch_dicts
+
+# deletion_certificates.object_id is the drop_id for these kinds (agreed with ingestion).
+DROP_OBJECT_KINDS = ("raw_drop", "lake_partition", "quarantine", "staging")
+
+
+class TraceError(LookupError):
+    """The alert does not exist."""
+
+
+def _iso(value: Any) -> Any:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else value
+
+
+def _masked(value: Any, k: int) -> Any:
+    from crowd_platform.publication.kanon import publishable  # density's module: the one k-anonymity rule
+
+    return round(float(value), 1) if publishable(value, k) else None
+
+
+def trace(connection: duckdb.DuckDBPyConnection, alert_id: str, k: int = 15) -> dict[str, Any]:
+    connection.execute("SET TimeZone = 'UTC'")
+    alerts = fetch_dicts(connection, "SELECT * FROM crowd_alerts WHERE alert_id = ?", [alert_id])
+    if not alerts:
+        raise TraceError(f"no alert {alert_id}")
+    alert = alerts[0]
+    transitions = fetch_dicts(
+        connection,
+        "SELECT window_start, transition, ratio, robust_z, run_id FROM alert_transitions WHERE alert_id = ? ORDER BY window_start",
+        [alert_id],
+    )
+    last = alert.get("closed_window") or alert["last_window"]
+    density = fetch_dicts(
+        connection,
+        "SELECT window_start, people_estimate, density_per_km2, operators_reporting, drop_ids, run_id "
+        "FROM district_density WHERE level = ? AND district_code = ? AND window_start BETWEEN ? AND ? ORDER BY window_start",
+        [alert["level"], alert["place_id"], alert["opened_window"], last],
+    )
+    drop_ids = sorted(set(alert.get("drop_ids") or []) | {d for row in density for d in (row["drop_ids"] or [])})
+    drops = []
+    if drop_ids:
+        drop_rows = fetch_dicts(
+            connection,
+            "SELECT drop_id, operator, feed, sha256, window_start, delivery, contract_id, contract_version, status, "
+            "received_at, run_id, superseded_by FROM drops WHERE drop_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY window_start, operator",
+            [drop_ids],
+        )
+        checks = fetch_dicts(
+            connection,
+            "SELECT drop_id, rule, engine, passed, unexpected_count FROM check_results "
+            "WHERE drop_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY drop_id, rule",
+            [drop_ids],
+        )
+        certificates = fetch_dicts(
+            connection,
+            "SELECT certificate_id, object_kind, object_id, deleted_at, policy, retention_period, verification "
+            "FROM deletion_certificates WHERE object_id IN (SELECT unnest(?::VARCHAR[])) AND object_kind IN "
+            f"({', '.join(repr(kind) for kind in DROP_OBJECT_KINDS)}) ORDER BY deleted_at",
+            [drop_ids],
+        )
+        known = {row["drop_id"] for row in drop_rows}
+        for row in drop_rows:
+            own_checks = [c for c in checks if c["drop_id"] == row["drop_id"]]
+            own_certs = [c for c in certificates if c["object_id"] == row["drop_id"]]
+            drops.append({
+                **{key: _iso(value) for key, value in row.items()},
+                "checks": {"passed": sum(c["passed"] for c in own_checks),
+                           "failed": sum(not c["passed"] for c in own_checks),
+                           "failed_rules": [c["rule"] for c in own_checks if not c["passed"]]},
+                "deleted": row["status"] == "deleted" or bool(own_certs),
+                "certificates": [{key: _iso(value) for key, value in c.items() if key != "object_id"} for c in own_certs],
+            })
+        drops += [{"drop_id": missing, "status": "unknown (no drops row)", "deleted": None, "certificates": []}
+                  for missing in drop_ids if missing not in known]
+    run_ids = sorted({r for r in [alert.get("run_id"), *(t["run_id"] for t in transitions),
+                                  *(d["run_id"] for d in density), *(d.get("run_id") for d in drops)] if r})
+    contract_versions = sorted(set(alert.get("contract_versions") or []) |
+                               {f"{d['contract_id']}@{d['contract_version']}" for d in drops if d.get("contract_id")})
+    return {
+        "alert": {key: _iso(value) for key, value in alert.items()
+                  if key not in ("drop_ids", "contract_versions", "observed", "excess_people")}
+                 | {"observed": _masked(alert.get("observed"), k), "excess_people": _masked(alert.get("excess_people"), k)},
+        "transitions": [{key: _iso(value) for key, value in t.items()} for t in transitions],
+        "windows": [_iso(row["window_start"]) for row in density],
+        "density": [{"window_start": _iso(row["window_start"]), "people_estimate": _masked(row["people_estimate"], k),
+                     "density_per_km2": round(row["density_per_km2"], 1) if publishable_row(row, k) else None,
+                     "operators_reporting": row["operators_reporting"], "drops": len(row["drop_ids"] or []),
+                     "run_id": row["run_id"]} for row in density],
+        "drops": drops,
+        "contract_versions": contract_versions,
+        "code_versions": sorted({v for v in [alert.get("code_version")] if v}),
+        "run_ids": run_ids,
+    }
+
+
+def publishable_row(row: dict[str, Any], k: int) -> bool:
+    from crowd_platform.publication.kanon import publishable
+
+    return row.get("density_per_km2") is not None and publishable(row.get("people_estimate"), k)
+
+
+def format_trace(result: dict[str, Any]) -> str:
+    alert = result["alert"]
+    lines = [
+        f"alert {alert['alert_id']}: {alert['level']} {alert['place_id']} ({alert.get('place_name') or ''}) "
+        f"state={alert['state']} severity={alert['severity']}",
+        f"  windows {alert['opened_window']} .. {alert.get('closed_window') or alert['last_window']}; "
+        f"observed={alert['observed'] if alert['observed'] is not None else 'suppressed (<=k)'} "
+        f"ratio={alert.get('ratio')} robust_z={alert.get('robust_z')}",
+        f"  code version(s): {', '.join(result['code_versions']) or '-'}",
+        f"  contract version(s): {', '.join(result['contract_versions']) or '-'}",
+        f"  Dagster run(s): {', '.join(result['run_ids']) or '-'}",
+        "transitions:",
+    ]
+    lines += [f"  {t['window_start']} {t['transition']} (run {t['run_id']})" for t in result["transitions"]] or ["  -"]
+    lines.append("density rows (district_density):")
+    lines += [f"  {d['window_start']} people={d['people_estimate'] if d['people_estimate'] is not None else 'suppressed'} "
+              f"operators={d['operators_reporting']} drops={d['drops']} run={d['run_id']}" for d in result["density"]] or ["  -"]
+    lines.append("drops:")
+    for drop in result["drops"]:
+        if drop.get("sha256") is None and drop.get("operator") is None:
+            lines.append(f"  {drop['drop_id']}: {drop['status']}")
+            continue
+        checks = drop["checks"]
+        lines.append(f"  {drop['drop_id']} {drop['operator']} window {drop['window_start']} sha256 {drop['sha256']}")
+        lines.append(f"    contract {drop['contract_id']}@{drop['contract_version']} status {drop['status']} "
+                     f"checks passed={checks['passed']} failed={checks['failed']}"
+                     + (f" ({', '.join(checks['failed_rules'])})" if checks["failed_rules"] else "") + f" run {drop['run_id']}")
+        if drop["certificates"]:
+            for cert in drop["certificates"]:
+                lines.append(f"    deleted {cert['deleted_at']}: {cert['object_kind']} certificate {cert['certificate_id']} "
+                             f"[{cert['policy']}, {cert['retention_period']}] {cert['verification']}")
+        else:
+            lines.append("    not deleted yet" if not drop["deleted"] else "    deleted (no certificate found)")
+    return "\n".join(lines)
+
+
+def trace_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2, sort_keys=True, default=str)

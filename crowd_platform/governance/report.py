@@ -1,0 +1,164 @@
+"""Auditor report: one self-contained HTML file (no external assets) for a date range.
+
+Drops received and quarantined per operator, checks run (pass/fail per rule), alerts and their
+evidence, broadcasts sent, deletions with certificates, and the audit chain verification.
+Every count goes through crowd_platform.publication.kanon (k from settings): a count at or below k is
+shown as "≤k", with complementary suppression inside each table so totals cannot reveal it.
+No subscriber-level value is ever read.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from crowd_platform.governance.audit_chain import verify_chain
+from crowd_platform.common.settings import Settings
+from crowd_platform.common.warehouse import fetch_dicts
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:75rem}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#f3f3f3}
+.ok{color:#176d2c;font-weight:bold}.bad{color:#a11;font-weight:bold}.note{color:#555;font-size:.85rem}
+"""
+
+
+def _esc(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        value = value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return html.escape(str(value))
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    if not rows:
+        return '<p class="note">none in this period</p>'
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _masked_column(rows: list[dict[str, Any]], key_fields: tuple[str, ...], count_field: str, k: int) -> dict[tuple, str]:
+    """k-anonymise one column of counts (one flat set): key -> display text."""
+    from crowd_platform.publication.kanon import mask_counts, publishable  # density's single implementation
+
+    def key(row: dict[str, Any]) -> str:
+        return "|".join(str(row[f]) for f in key_fields)
+
+    masked = mask_counts({key(row): row[count_field] for row in rows}, k)
+    shown: dict[tuple, str] = {}
+    for row in rows:
+        value = masked[key(row)]
+        if value is not None:
+            text = str(int(value))
+        else:  # primary (at or below k) vs complementary (hidden so it cannot be recovered)
+            text = "hidden*" if publishable(row[count_field], k) else f"≤{k}"
+        shown[tuple(str(row[f]) for f in key_fields)] = text
+    return shown
+
+
+def collect(connection: duckdb.DuckDBPyConnection, settings: Settings, start: date, end: date) -> dict[str, Any]:
+    """Every section's rows for [start, end] (inclusive days, UTC)."""
+    connection.execute("SET TimeZone = 'UTC'")
+    lo = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
+    hi = datetime(end.year, end.month, end.day, tzinfo=timezone.utc) + timedelta(days=1)
+    params = [lo, hi]
+    return {
+        "drops": fetch_dicts(connection,
+            "SELECT operator, count(*) AS received, count(*) FILTER (WHERE status = 'quarantined' OR quarantine_path IS NOT NULL) AS quarantined, "
+            "count(*) FILTER (WHERE status = 'deleted') AS deleted FROM drops "
+            "WHERE window_start >= ? AND window_start < ? GROUP BY operator ORDER BY operator", params),
+        "checks": fetch_dicts(connection,
+            "SELECT c.rule, c.engine, count(*) FILTER (WHERE c.passed) AS passed, count(*) FILTER (WHERE NOT c.passed) AS failed "
+            "FROM check_results c JOIN drops d USING (drop_id) WHERE d.window_start >= ? AND d.window_start < ? "
+            "GROUP BY ALL ORDER BY c.rule", params),
+        "alerts": fetch_dicts(connection,
+            "SELECT alert_id, level, place_id, place_name, state, severity, opened_window, last_window, observed, ratio, "
+            "robust_z, len(drop_ids) AS drops, contract_versions, code_version, run_id FROM crowd_alerts "
+            "WHERE opened_window < ? AND coalesce(closed_window, last_window) >= ? ORDER BY opened_window", [hi, lo]),
+        "broadcasts": fetch_dicts(connection,
+            "SELECT operator, transition, count(*) AS requests, sum(len(cell_ids)) AS cells, "
+            "count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered FROM broadcast_requests "
+            "WHERE created_at >= ? AND created_at < ? GROUP BY ALL ORDER BY operator, transition", params),
+        "deletions": fetch_dicts(connection,
+            "SELECT certificate_id, object_kind, object_id, partition_key, rows, bytes, content_sha256, policy, "
+            "retention_period, deleted_at, method, verification FROM deletion_certificates "
+            "WHERE deleted_at >= ? AND deleted_at < ? ORDER BY deleted_at, certificate_id", params),
+        "chain": verify_chain(connection, settings.witness),
+    }
+
+
+def render(data: dict[str, Any], settings: Settings, start: date, end: date) -> str:
+    k = settings.k_anonymity
+    from crowd_platform.publication.kanon import publishable
+
+    sections = []
+    drops = data["drops"]
+    received = _masked_column(drops, ("operator",), "received", k)
+    quarantined = _masked_column(drops, ("operator",), "quarantined", k)
+    deleted = _masked_column(drops, ("operator",), "deleted", k)
+    sections.append("<h2>Drops received and quarantined, per operator</h2>" + _table(
+        ["operator", "drops received", "quarantined", "deleted since"],
+        [[d["operator"], received[(str(d["operator"]),)], quarantined[(str(d["operator"]),)], deleted[(str(d["operator"]),)]] for d in drops]))
+    checks = data["checks"]
+    passed = _masked_column(checks, ("rule", "engine"), "passed", k)
+    failed = _masked_column(checks, ("rule", "engine"), "failed", k)
+    sections.append("<h2>Checks run (per contract rule)</h2>" + _table(
+        ["rule", "engine", "passed", "failed"],
+        [[c["rule"], c["engine"], passed[(str(c["rule"]), str(c["engine"]))], failed[(str(c["rule"]), str(c["engine"]))]] for c in checks]))
+    sections.append("<h2>Alerts and their evidence</h2>" + _table(
+        ["alert", "place", "state", "severity", "opened", "last window", "people observed", "ratio", "robust z",
+         "drops", "contract versions", "code version", "run"],
+        [[a["alert_id"], f"{a['level']} {a['place_id']} {a['place_name'] or ''}", a["state"], a["severity"], a["opened_window"],
+          a["last_window"], round(a["observed"]) if publishable(a["observed"], k) else f"≤{k}",
+          None if a["ratio"] is None else round(a["ratio"], 2), None if a["robust_z"] is None else round(a["robust_z"], 2),
+          a["drops"], ", ".join(a["contract_versions"] or []), a["code_version"], a["run_id"]] for a in data["alerts"]])
+        + '<p class="note">Trace any alert with <code>crowd-platform audit trace ALERT_ID</code>.</p>')
+    broadcasts = data["broadcasts"]
+    requests = _masked_column(broadcasts, ("operator", "transition"), "requests", k)
+    delivered = _masked_column(broadcasts, ("operator", "transition"), "delivered", k)
+    sections.append("<h2>Broadcast requests sent</h2>" + _table(
+        ["operator", "transition", "requests", "delivered"],
+        [[b["operator"], b["transition"], requests[(str(b["operator"]), str(b["transition"]))],
+          delivered[(str(b["operator"]), str(b["transition"]))]] for b in broadcasts]))
+    deletions = data["deletions"]
+    sections.append("<h2>Deletions and their certificates</h2>"
+                    '<p class="note">One certificate per deleted object, modeled on NIST SP 800-88 Rev.1 '
+                    "(certificate of sanitization). Rows and bytes describe deleted objects, not people.</p>" + _table(
+        ["certificate", "kind", "object", "partition", "rows", "bytes", "sha256 before deletion", "policy", "period",
+         "deleted at", "method", "verification"],
+        [[d["certificate_id"], d["object_kind"], d["object_id"], d["partition_key"], d["rows"], d["bytes"],
+          d["content_sha256"], d["policy"], d["retention_period"], d["deleted_at"], d["method"], d["verification"]]
+         for d in deletions]))
+    chain = data["chain"]
+    verdict = (f'<p class="ok">{_esc(chain.summary())}</p>' if chain.ok else f'<p class="bad">{_esc(chain.summary())}</p>')
+    sections.append("<h2>Audit chain verification</h2>" + verdict)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>crowd_platform audit report {start} to {end}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>crowd_platform audit report: {start} to {end}</h1>"
+        f"<p class=\"note\">Generated {generated}. Purpose: {_esc(settings.purpose)}. Counts at or below k={k} are shown "
+        f"as ≤{k}; a * marks a count hidden so that it cannot be recovered from the others.</p>"
+        + "".join(sections) + "</body></html>"
+    )
+
+
+def write_report(connection: duckdb.DuckDBPyConnection, settings: Settings, start: date, end: date,
+                 out: Path | None = None) -> Path:
+    if end < start:
+        raise ValueError("--to is before --from")
+    document = render(collect(connection, settings, start, end), settings, start, end)
+    out = out or settings.reports / f"audit_report_{start}_{end}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp")
+    temporary.write_text(document, encoding="utf-8")
+    temporary.replace(out)
+    return out

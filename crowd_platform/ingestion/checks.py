@@ -1,0 +1,164 @@
+"""Asset checks guarding the publish of operator drops (write-audit-publish).
+
+The checks are evaluated inside ``operator_drops`` (declared as its check_specs) because they
+need the window range of the run; ``staged_events`` runs only when the blocking ones pass.
+Metadata holds drop ids, rule names and counts only.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+
+from crowd_platform.common.contracts import operator_contracts
+from crowd_platform.ingestion.lifecycle import file_sha256, staging_file
+from crowd_platform.ingestion.layout import sql_literal
+from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX
+from crowd_platform.common.partitions import window_key, windows_between
+from crowd_platform.common.settings import Settings
+from crowd_platform.common.warehouse import fetch_dicts
+
+ASSET_KEY = dg.AssetKey("operator_drops")
+# DESIGN.md section 4.1; the contracts' own forbiddenPattern is used when one is declared.
+DEFAULT_MSISDN_PATTERN = r"^(\+?62|0)8[0-9]{7,12}$"
+
+CHECK_SPECS = [
+    dg.AssetCheckSpec("contract_rules", asset=ASSET_KEY, blocking=True,
+                      description="Every contract rule ran on every drop; a staged drop has a passing record and intact raw bytes."),
+    dg.AssetCheckSpec("no_raw_msisdn", asset=ASSET_KEY, blocking=True,
+                      description="No staged subscriber_key looks like a phone number (must never happen)."),
+    dg.AssetCheckSpec("manifest_matches", asset=ASSET_KEY, blocking=True,
+                      description="Row count and sha256 of each staged drop equal its manifest."),
+    dg.AssetCheckSpec("window_coverage", asset=ASSET_KEY, blocking=False,
+                      description="Operators without an accepted or staged drop, per window of the range."),
+]
+
+
+def _staged(con, start: datetime, end: datetime) -> list[dict]:
+    return fetch_dicts(con, "SELECT * FROM drops WHERE status = 'received' AND window_start >= ? AND window_start < ? ORDER BY drop_id", [start, end])
+
+
+def _markdown(rows: list[tuple], header: tuple[str, ...]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows[:50]]
+    if len(rows) > 50:
+        lines.append(f"| ... {len(rows) - 50} more | | | |")
+    return "\n".join(lines)
+
+
+def contract_rules_check(settings: Settings, con, start: datetime, end: datetime) -> dg.AssetCheckResult:
+    quarantined = fetch_dicts(con,
+        "SELECT d.drop_id, d.operator, list(DISTINCT c.rule ORDER BY c.rule) FILTER (WHERE NOT c.passed) AS rules, "
+        "coalesce(sum(c.unexpected_count) FILTER (WHERE NOT c.passed AND c.engine <> 'gx'), 0) AS unexpected "
+        "FROM drops d LEFT JOIN check_results c USING (drop_id) WHERE d.status = 'quarantined' "
+        "AND d.window_start >= ? AND d.window_start < ? GROUP BY ALL ORDER BY d.drop_id", [start, end])
+    problems: list[str] = []
+    for drop in _staged(con, start, end):
+        if drop["validated_at"] is None:
+            problems.append(f"{drop['drop_id']}: received but not validated")
+            continue
+        verdict = con.execute("SELECT count(*), count(*) FILTER (WHERE NOT passed) FROM check_results WHERE drop_id = ? AND engine <> 'manifest'",
+                              [drop["drop_id"]]).fetchone()
+        if verdict[0] == 0 or verdict[1]:
+            problems.append(f"{drop['drop_id']}: no passing validation record")
+        if not staging_file(settings, drop["drop_id"], drop["feed"]).exists():
+            problems.append(f"{drop['drop_id']}: staging file missing")
+        raw = settings.resolve(drop["raw_path"]) or Path("")
+        if not raw.is_file() or file_sha256(raw) != drop["sha256"]:
+            problems.append(f"{drop['drop_id']}: raw copy missing or hash differs")
+    for drop in fetch_dicts(con, "SELECT drop_id FROM drops WHERE status = 'quarantined' AND window_start >= ? AND window_start < ?", [start, end]):
+        if (settings.staging / drop["drop_id"]).exists():
+            problems.append(f"{drop['drop_id']}: quarantined drop still in staging")
+    table = _markdown([(row["drop_id"], row["operator"], ", ".join(row["rules"] or []) or "-", row["unexpected"]) for row in quarantined],
+                      ("drop_id", "operator", "failed rules", "counts"))
+    metadata = {"quarantined_drops": len(quarantined), "quarantined": dg.MetadataValue.md(table), "problems": len(problems)}
+    if problems:
+        metadata["problem_list"] = dg.MetadataValue.md("\n".join(f"- {problem}" for problem in problems[:50]))
+        return dg.AssetCheckResult(check_name="contract_rules", passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+    if quarantined:
+        return dg.AssetCheckResult(check_name="contract_rules", passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
+    return dg.AssetCheckResult(check_name="contract_rules", passed=True, metadata=metadata)
+
+
+def _msisdn_pattern(settings: Settings, operator: str) -> str:
+    contract = operator_contracts(settings.contracts_dir).get(operator)
+    if contract:
+        for _column, rule in contract.rules():
+            if rule.get("name", "").endswith("not_msisdn") and "forbiddenPattern" in (rule.get("arguments") or {}):
+                return str(rule["arguments"]["forbiddenPattern"])
+    return DEFAULT_MSISDN_PATTERN
+
+
+def no_raw_msisdn_check(settings: Settings, con, start: datetime, end: datetime) -> dg.AssetCheckResult:
+    offending = []
+    scanned = 0
+    for drop in _staged(con, start, end):
+        path = staging_file(settings, drop["drop_id"], drop["feed"])
+        if drop["feed"] != "events" or not path.exists():
+            continue
+        scanned += 1
+        count = con.execute(
+            f"SELECT count(*) FROM read_parquet({sql_literal(str(path))}) WHERE regexp_matches(subscriber_key, ?) "
+            f"OR regexp_matches(subscriber_key, ?)", [_msisdn_pattern(settings, drop["operator"]), DEFAULT_MSISDN_PATTERN]).fetchone()[0]
+        if count:
+            offending.append((drop["drop_id"], count))
+    return dg.AssetCheckResult(
+        check_name="no_raw_msisdn", passed=not offending, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"staged_files_scanned": scanned, "files_with_msisdn": len(offending),
+                  "offending": dg.MetadataValue.md(_markdown(offending, ("drop_id", "rows"))) if offending else "none"},
+    )
+
+
+def manifest_matches_check(settings: Settings, con, start: datetime, end: datetime) -> dg.AssetCheckResult:
+    mismatches = []
+    staged = _staged(con, start, end)
+    for drop in staged:
+        path = staging_file(settings, drop["drop_id"], drop["feed"])
+        raw = settings.resolve(drop["raw_path"]) or Path("")
+        raw_manifest = raw.with_name(raw.name + MANIFEST_SUFFIX)
+        if not path.exists() or not raw_manifest.exists():
+            mismatches.append((drop["drop_id"], "staging file or raw manifest missing"))
+            continue
+        manifest = json.loads(raw_manifest.read_text(encoding="utf-8"))
+        rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(path))})").fetchone()[0]
+        if rows != manifest.get("row_count"):
+            mismatches.append((drop["drop_id"], f"staged rows {rows} != manifest {manifest.get('row_count')}"))
+        if drop["sha256"] != manifest.get("sha256"):
+            mismatches.append((drop["drop_id"], "sha256 differs from manifest"))
+    return dg.AssetCheckResult(
+        check_name="manifest_matches", passed=not mismatches, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"staged_drops": len(staged), "mismatches": len(mismatches),
+                  "details": dg.MetadataValue.md(_markdown(mismatches, ("drop_id", "problem"))) if mismatches else "none"},
+    )
+
+
+def window_coverage_check(settings: Settings, con, start: datetime, end: datetime) -> dg.AssetCheckResult:
+    operators = sorted(operator_contracts(settings.contracts_dir))
+    present = {
+        (row[0], row[1]) for row in con.execute(
+            "SELECT window_start, operator FROM drops WHERE feed = 'events' AND window_start >= ? AND window_start < ? "
+            "AND (status = 'accepted' OR (status = 'received' AND validated_at IS NOT NULL))", [start, end]).fetchall()
+    }
+    present_keys = {(window_key(moment), operator) for moment, operator in present}
+    gaps = []
+    for window in windows_between(start, end, settings.window_minutes):
+        missing = [operator for operator in operators if (window_key(window), operator) not in present_keys]
+        if missing:
+            gaps.append((window_key(window), ", ".join(missing)))
+    return dg.AssetCheckResult(
+        check_name="window_coverage", passed=not gaps, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"windows": len(windows_between(start, end, settings.window_minutes)), "windows_with_gaps": len(gaps),
+                  "gaps": dg.MetadataValue.md(_markdown(gaps, ("window", "operators without a drop"))) if gaps else "none"},
+    )
+
+
+def evaluate_checks(settings: Settings, con, start: datetime, end: datetime) -> list[dg.AssetCheckResult]:
+    return [
+        contract_rules_check(settings, con, start, end),
+        no_raw_msisdn_check(settings, con, start, end),
+        manifest_matches_check(settings, con, start, end),
+        window_coverage_check(settings, con, start, end),
+    ]

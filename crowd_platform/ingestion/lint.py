@@ -1,0 +1,108 @@
+"""Contract lint: ODCS validity plus this platform's conventions, one problem per line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from crowd_platform.common.contracts import CANONICAL_EVENT_COLUMNS, ContractError, parse_contract
+from crowd_platform.ingestion.rules import compile_rules, portable_regex_problem
+
+CANONICAL_CELL_COLUMNS = ("cell_id", "lon", "lat", "radio")
+LAYOUT_FORMATS = ("csv", "parquet")
+
+
+def _patterns(document: dict) -> list[tuple[str, str]]:
+    """Every regex in a contract: (where, pattern)."""
+    found = []
+    for table in document.get("schema") or []:
+        for prop in table.get("properties") or []:
+            pattern = (prop.get("logicalTypeOptions") or {}).get("pattern")
+            if pattern is not None:
+                found.append((f"{prop.get('name')}.logicalTypeOptions.pattern", str(pattern)))
+            for rule in prop.get("quality") or []:
+                for key in ("pattern", "forbiddenPattern"):
+                    value = (rule.get("arguments") or {}).get(key)
+                    if value is not None:
+                        found.append((f"rule {rule.get('name')}.{key}", str(value)))
+    return found
+
+
+def lint_contract(path: Path) -> list[str]:
+    """Problems of one contract file (empty list when it is clean)."""
+    name = path.name
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        return [f"{name}: not valid YAML ({str(error).splitlines()[0]})"]
+    if not isinstance(document, dict):
+        return [f"{name}: not a YAML mapping"]
+    problems: list[str] = []
+    try:
+        contract = parse_contract(path)
+    except (ContractError, KeyError, TypeError, ValueError) as error:
+        problems.append(f"{name}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+        contract = None
+    for where, pattern in _patterns(document):
+        problem = portable_regex_problem(pattern)
+        if problem:
+            problems.append(f"{name}: regex at {where} {problem}")
+    if contract is None:
+        return problems
+    if not contract.owners:
+        problems.append(f"{name}: no owner (team.members[].role: owner)")
+    if not contract.retention:
+        problems.append(f"{name}: no retention (slaProperties property: retention)")
+    if contract.feed not in ("events", "cells"):
+        # Not a drop feed (e.g. the platform's own datasets): no operator, layout or canonical columns.
+        try:
+            compile_rules(contract)
+        except ContractError as error:
+            problems.append(f"{name}: {str(error).split(': ', 1)[-1]}")
+        return problems
+    if not contract.operator:
+        problems.append(f"{name}: no operator (customProperties operator; '*' for shared feeds)")
+    layout = contract.layout
+    if layout.get("format") not in LAYOUT_FORMATS:
+        problems.append(f"{name}: layout.format must be one of {', '.join(LAYOUT_FORMATS)}")
+    if layout.get("format") == "csv" and not layout.get("delimiter"):
+        problems.append(f"{name}: csv layout needs a delimiter")
+    if layout.get("compression", "none") not in ("none", "gzip", "snappy", "zstd"):
+        problems.append(f"{name}: unsupported layout.compression {layout.get('compression')!r}")
+    expected = CANONICAL_EVENT_COLUMNS if contract.feed == "events" else CANONICAL_CELL_COLUMNS if contract.feed == "cells" else ()
+    columns = {column.name: column for column in contract.columns}
+    for canonical in expected:
+        column = columns.get(canonical)
+        if column is None:
+            problems.append(f"{name}: canonical column {canonical} is not mapped")
+        elif not (column.physical_name or (column.transform_logic and column.transform_sources)):
+            problems.append(f"{name}: column {canonical} has neither physicalName nor transformLogic + transformSourceObjects")
+    if contract.feed == "events" and "event_time" in columns:
+        options = columns["event_time"].options
+        if not options.get("format") or not options.get("timezone"):
+            problems.append(f"{name}: event_time needs logicalTypeOptions format and timezone")
+        else:
+            try:
+                from zoneinfo import ZoneInfo
+
+                ZoneInfo(str(options["timezone"]))
+            except Exception:  # noqa: BLE001 - any failure means an unknown zone
+                problems.append(f"{name}: unknown time zone {options['timezone']!r}")
+    if contract.feed == "events":
+        subscriber = columns.get("subscriber_key")
+        if subscriber is not None and "pii" not in subscriber.tags:
+            problems.append(f"{name}: subscriber_key must be tagged pii")
+    try:
+        compile_rules(contract)
+    except ContractError as error:
+        problems.append(f"{name}: {str(error).split(': ', 1)[-1]}")
+    return problems
+
+
+def lint_directory(directory: Path) -> tuple[int, list[str]]:
+    files = sorted(directory.glob("*.yaml"))
+    problems: list[str] = []
+    for path in files:
+        problems.extend(lint_contract(path))
+    return len(files), problems

@@ -1,0 +1,83 @@
+"""Jobs that cut across domains: what one window, one day or a geography change recomputes.
+
+A run of `window_job` for a window (or a range of windows) is the unit the landing sensor
+requests: drops of that window -> validated -> published -> presence -> density -> alerts ->
+broadcast requests. Assets are selected by key so this module imports no domain code.
+"""
+
+from datetime import timedelta, timezone
+
+import dagster as dg
+
+from crowd_platform.common.partitions import DAY_KEY_FORMAT, daily_partitions, window_partitions
+from crowd_platform.common.settings import get_settings
+
+settings = get_settings()
+
+WINDOW_ASSETS = (
+    "operator_drops",
+    "staged_events",
+    "bts_presence",
+    "district_density",
+    "crowd_alerts",
+    "broadcast_requests",
+)
+GEOGRAPHY_ASSETS = (
+    "operator_drops",
+    "staged_events",
+    "districts",
+    "bts_registry",
+    "bts_coverage",
+    "bts_district_weights",
+)
+DAILY_ASSETS = ("density_baseline", "district_presence_daily")
+
+window_job = dg.define_asset_job(
+    "window_job",
+    selection=dg.AssetSelection.assets(*WINDOW_ASSETS),
+    partitions_def=window_partitions,
+    description="Everything one 15-minute window (or a range) needs, from its drops to broadcast requests.",
+)
+
+geography_job = dg.define_asset_job(
+    "geography_job",
+    selection=dg.AssetSelection.assets(*GEOGRAPHY_ASSETS),
+    partitions_def=window_partitions,
+    description="Cell-list drops of a window, then the registry, coverage and district weights.",
+)
+
+daily_job = dg.define_asset_job(
+    "daily_job",
+    selection=dg.AssetSelection.assets(*DAILY_ASSETS),
+    partitions_def=daily_partitions,
+    description="Baselines for a day (from the weeks before it) and the daily presence roll-up.",
+)
+
+
+
+@dg.schedule(
+    job=daily_job,
+    cron_schedule="5 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Each day at 00:05 UTC: the baseline used for the new day, and yesterday's daily presence.",
+)
+def daily_baseline_schedule(context: dg.ScheduleEvaluationContext):
+    today = context.scheduled_execution_time.astimezone(timezone.utc)
+    yesterday = today - timedelta(days=1)
+    for key, asset, day in (
+        ("baseline", "density_baseline", today),
+        ("presence", "district_presence_daily", yesterday),
+    ):
+        day_key = day.strftime(DAY_KEY_FORMAT)
+        if day_key not in daily_partitions.get_partition_keys(current_time=today + timedelta(days=1)):
+            continue  # outside the emergency period: nothing to compute
+        yield dg.RunRequest(
+            run_key=f"{key}-{day_key}",
+            partition_key=day_key,
+            asset_selection=[dg.AssetKey(asset)],
+            tags={"crowd/purpose": settings.purpose, "crowd/actor": "schedule:daily_baseline_schedule"},
+        )
+
+
+defs = dg.Definitions(jobs=[window_job, geography_job, daily_job], schedules=[daily_baseline_schedule])

@@ -1,0 +1,217 @@
+"""Process whatever is pending in the landing area through Dagster.
+
+`crowd-platform run` (and the demo) evaluate the real `landing_sensor` against the instance
+and execute the runs it requests with the same job definitions the UI and the daemon use: no
+second code path. Two things differ from the daemon, both for throughput on a backlog:
+requests for consecutive windows of one day are merged into one range run (every window asset
+has a single-run backfill policy), and each day's baseline is computed before its windows so
+alerts can be evaluated in the same pass.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import dagster as dg
+
+from crowd_platform.common.partitions import DAY_KEY_FORMAT, parse_window_key, range_tags
+from crowd_platform.common.settings import Settings
+
+Progress = Callable[[str], None]
+CONSOLE_LOG_LEVEL = os.environ.get("CROWD_LOG_LEVEL", "WARNING")
+
+
+@dataclass
+class RunSummary:
+    runs: int = 0
+    failed_runs: list[str] = field(default_factory=list)
+    windows: set[str] = field(default_factory=set)
+    days: set[str] = field(default_factory=set)
+    geography_runs: int = 0
+    unroutable_runs: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_runs
+
+
+def run_tags(purpose: str, actor: str | None = None, trigger: str = "cli") -> dict[str, str]:
+    """Every run carries who/what started it and why (DESIGN.md section 4.5)."""
+    return {
+        "crowd/purpose": purpose,
+        "crowd/actor": actor or os.environ.get("CROWD_ACTOR") or f"user:{getpass.getuser()}",
+        "crowd/trigger": trigger,
+    }
+
+
+def _definitions() -> dg.Definitions:
+    from crowd_platform.definitions import defs
+
+    return defs
+
+
+def _execute(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    summary: RunSummary,
+    progress: Progress,
+    label: str,
+    **kwargs,
+) -> bool:
+    job = defs.resolve_job_def(job_name)
+    # The console shows our one-line progress; Dagster's step events stay in the event log
+    # (and the UI) at full detail, only warnings and errors are echoed.
+    run_config = dict(kwargs.pop("run_config", None) or {})
+    run_config.setdefault("loggers", {"console": {"config": {"log_level": CONSOLE_LOG_LEVEL}}})
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
+    summary.runs += 1
+    if not result.success:
+        summary.failed_runs.append(f"{job_name} {label} (run {result.run_id})")
+        progress(f"  FAILED {job_name} {label}: see run {result.run_id} in the Dagster UI")
+    return result.success
+
+
+def _day_of(window_key: str) -> str:
+    return parse_window_key(window_key).strftime(DAY_KEY_FORMAT)
+
+
+def process_pending(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    *,
+    purpose: str | None = None,
+    actor: str | None = None,
+    progress: Progress = print,
+    max_ticks: int = 10_000,
+    with_presence_daily: bool = True,
+) -> RunSummary:
+    """Tick the landing sensor until it requests nothing more; run what it requests.
+
+    ``with_presence_daily=False`` leaves out the daily unique-visitor roll-up (not on the
+    alert path; evaluations and benchmarks that only need alerts skip its cost)."""
+    defs = _definitions()
+    sensor_def = defs.resolve_sensor_def("landing_sensor")
+    tags = run_tags(purpose or settings.purpose, actor)
+    summary = RunSummary()
+    recover(settings, instance, defs, tags, summary, progress)
+    cursor: str | None = None
+    for _tick in range(max_ticks):
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+        tick = sensor_def.evaluate_tick(context)
+        cursor = tick.cursor if tick.cursor is not None else cursor
+        requests = list(tick.run_requests or [])
+        if not requests:
+            break
+        _run_requests(defs, instance, requests, tags, summary, progress, with_presence_daily)
+    return summary
+
+
+def _run_requests(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    requests: list[dg.RunRequest],
+    tags: dict[str, str],
+    summary: RunSummary,
+    progress: Progress,
+    with_presence_daily: bool = True,
+) -> None:
+    by_job: dict[str, list[dg.RunRequest]] = defaultdict(list)
+    for request in requests:
+        by_job[request.job_name or "window_job"].append(request)
+
+    # Unroutable drops are quarantined first: they never hold up routable ones.
+    for request in by_job.pop("quarantine_unroutable_job", []):
+        summary.unroutable_runs += 1
+        progress("  quarantining unroutable drops")
+        _execute(defs, instance, "quarantine_unroutable_job", summary, progress, "unroutable",
+                 run_config=request.run_config, tags={**tags, **request.tags})
+
+    # Cell lists before events: unknown-cell rules and apportionment need the registry.
+    for request in sorted(by_job.pop("geography_job", []), key=lambda r: r.partition_key or ""):
+        summary.geography_runs += 1
+        progress(f"  geography: cell lists of {request.partition_key}")
+        _execute(defs, instance, "geography_job", summary, progress, str(request.partition_key),
+                 partition_key=request.partition_key, run_config=request.run_config, tags={**tags, **request.tags})
+
+    windows_by_day: dict[str, list[str]] = defaultdict(list)
+    for request in by_job.pop("window_job", []):
+        if request.partition_key:
+            windows_by_day[_day_of(request.partition_key)].append(request.partition_key)
+    for day in sorted(windows_by_day):
+        process_day(defs, instance, day, sorted(set(windows_by_day[day])), tags, summary, progress, with_presence_daily)
+
+    for job_name, leftover in by_job.items():
+        for request in leftover:
+            _execute(defs, instance, job_name, summary, progress, str(request.partition_key),
+                     partition_key=request.partition_key, run_config=request.run_config,
+                     tags={**tags, **request.tags})
+
+
+def recover(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    tags: dict[str, str],
+    summary: RunSummary,
+    progress: Progress,
+) -> None:
+    """Finish what a crash left: re-land unfinished drops, re-execute interrupted runs once.
+
+    The CLI is the only runner of its embedded instance, so a run still marked as started is
+    a dead one (see lib/recovery.py).
+    """
+    from crowd_platform.common import warehouse
+    from crowd_platform.runner.recovery import RESUMES_TAG, interrupted_runs, reland_interrupted_drops
+
+    dead = interrupted_runs(instance, mark_failed=True)
+    if settings.warehouse_path.exists():
+        with warehouse.connect(settings.warehouse_path) as connection:
+            relanded = reland_interrupted_drops(settings, connection, active_run_ids=set())
+        if relanded:
+            progress(f"  recovery: {len(relanded)} unfinished drops put back into landing from raw/")
+    partition_tags = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+    for run in dead:
+        kept = {key: value for key, value in run.tags.items() if key in partition_tags}
+        progress(f"  recovery: re-running interrupted {run.job_name} {kept or ''} (run {run.run_id[:8]})")
+        selection = list(run.asset_selection) if run.asset_selection else None
+        _execute(defs, instance, run.job_name, summary, progress, f"resume of {run.run_id[:8]}",
+                 tags={**tags, **kept, RESUMES_TAG: run.run_id}, asset_selection=selection)
+
+
+def process_day(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    day: str,
+    window_keys: list[str],
+    tags: dict[str, str],
+    summary: RunSummary,
+    progress: Progress,
+    with_presence_daily: bool = True,
+) -> None:
+    """Baseline of the day, then its windows as one range run, then the daily roll-up."""
+    first, last = window_keys[0], window_keys[-1]
+    progress(f"  {day}: baseline, then windows {first[-5:]}..{last[-5:]} ({len(window_keys)} with new drops)")
+    _execute(defs, instance, "daily_job", summary, progress, f"baseline {day}", partition_key=day,
+             asset_selection=[dg.AssetKey("density_baseline")], tags=tags)
+    if _execute(defs, instance, "window_job", summary, progress, f"{first}..{last}", tags={**tags, **range_tags(first, last)}):
+        summary.windows.update(window_keys)
+    if with_presence_daily:
+        _execute(defs, instance, "daily_job", summary, progress, f"presence {day}", partition_key=day,
+                 asset_selection=[dg.AssetKey("district_presence_daily")], tags=tags)
+    summary.days.add(day)
+
+
+def parse_day(value: str) -> datetime:
+    return datetime.strptime(value, DAY_KEY_FORMAT)
+
+
+def window_job_definition() -> dg.JobDefinition:
+    """`window_job`, reconstructable from this module (for the multiprocess executor and
+    `dg.execute_job`, whose step processes re-import the job by reference)."""
+    return _definitions().resolve_job_def("window_job")
