@@ -17,7 +17,6 @@ Location rule 'last'. Results go to bench/results/density.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import resource
@@ -121,10 +120,7 @@ def run_platform(workdir: Path) -> dict[str, float]:
     from crowd_platform.common.settings import get_settings
     from crowd_platform.common.warehouse import connect
 
-    settings = get_settings(workdir)
-    config = dict(settings.raw_config)
-    config["density"] = {**config.get("density", {}), "location_rule": "last"}
-    settings = dataclasses.replace(settings, raw_config=config)
+    settings = get_settings(workdir).with_config(density={"location_rule": "last"})
     end = WINDOW + timedelta(minutes=15)
     with connect(settings.warehouse_path) as con:
         compute_bts_presence(con, settings, WINDOW, end, "bench")

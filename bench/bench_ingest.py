@@ -96,7 +96,8 @@ def child(mode: str, home: Path, data: Path) -> dict:
         return {"mode": mode, "seconds": round(time.perf_counter() - started, 2)}
     if mode == "ingest":
         from crowd_platform.ingestion.landing import scan_landing
-        from crowd_platform.ingestion.lifecycle import ingest_drop, publish_window
+        from crowd_platform.ingestion.ingest import ingest_drop
+        from crowd_platform.ingestion.publish import publish_window
         from crowd_platform.common.warehouse import connect
 
         started = time.perf_counter()

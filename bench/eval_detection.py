@@ -271,11 +271,12 @@ def realert(settings, rules_file: str) -> None:
 def _diagnose(con, gatherings: list[dict], alerts, matched: set[str], rules) -> dict:
     """Why a gathering was (not) seen and what the false alerts are: district aggregates only."""
     from crowd_platform.alerts.alerting import Observation, score
+    from crowd_platform.common.timeutil import parse_utc
 
     per_gathering = []
     for gathering in gatherings:
-        start = datetime.fromisoformat(gathering["start"].replace("Z", "+00:00"))
-        end = datetime.fromisoformat(gathering["end"].replace("Z", "+00:00"))
+        start = parse_utc(gathering["start"])
+        end = parse_utc(gathering["end"])
         # The gathering's window with the largest excess in its kelurahan, scored with the rules' floors.
         row = con.execute(
             "SELECT d.people_estimate, b.median, b.mad "

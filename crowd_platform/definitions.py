@@ -7,20 +7,22 @@ alerts -> broadcast requests), governance (retention, audit). Cross-domain jobs:
 
 import dagster as dg
 
+# Domain modules, not their Definitions objects: Dagster's loader refuses a module that holds
+# more than one Definitions at module scope (the webserver would not load this location).
 from crowd_platform import jobs
-from crowd_platform.alerts.defs import defs as alerts_defs
+from crowd_platform.alerts import defs as alerts
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform.density.defs import defs as density_defs
-from crowd_platform.geography.defs import defs as geography_defs
-from crowd_platform.governance.defs import defs as governance_defs
-from crowd_platform.ingestion.defs import defs as ingestion_defs
+from crowd_platform.density import defs as density
+from crowd_platform.geography import defs as geography
+from crowd_platform.governance import defs as governance
+from crowd_platform.ingestion import defs as ingestion
 
 defs = dg.Definitions.merge(
-    ingestion_defs,
-    geography_defs,
-    density_defs,
-    alerts_defs,
-    governance_defs,
+    ingestion.defs,
+    geography.defs,
+    density.defs,
+    alerts.defs,
+    governance.defs,
     jobs.defs,
     dg.Definitions(resources={"crowd": CrowdPlatform()}),
 )

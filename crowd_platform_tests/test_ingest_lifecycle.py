@@ -275,7 +275,7 @@ def test_duckdb_reports_a_stop_signal_as_an_interrupt_not_as_a_bad_drop():
 @pytest.mark.parametrize("step", ["stage_drop", "validate_staged"])
 def test_stop_signal_during_validation_leaves_the_drop_to_recovery(home, monkeypatch, step):
     """SIGTERM mid-parse or mid-validation is a crash, not a verdict: no quarantine; recovery re-lands it and it is accepted."""
-    from crowd_platform.ingestion import lifecycle
+    from crowd_platform.ingestion import ingest
     from crowd_platform.runner.recovery import reland_interrupted_drops
 
     settings = get_settings(home)
@@ -287,7 +287,7 @@ def test_stop_signal_during_validation_leaves_the_drop_to_recovery(home, monkeyp
         raise interrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(lifecycle, step, validation_interrupted)
+        patch.setattr(ingest, step, validation_interrupted)
         with dg.instance_for_test() as instance:
             with pytest.raises(KeyboardInterrupt):
                 dg.materialize([operator_drops, staged_events], resources={"crowd": CrowdPlatform(home=str(home))},

@@ -89,14 +89,19 @@ def graphql(base: str, query: str, variables: dict | None = None) -> dict:
 
 
 def wait_for_location(base: str, deadline: float) -> None:
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
+    query = ("{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError {"
+             " __typename ... on PythonError { message stack } } } } } }")
     while True:
         entries = graphql(base, query).get("data", {}).get("workspaceOrError", {}).get("locationEntries", [])
-        states = [entry["locationOrLoadError"]["__typename"] for entry in entries if entry.get("locationOrLoadError")]
+        loaded = [entry["locationOrLoadError"] for entry in entries if entry.get("locationOrLoadError")]
+        states = [outcome["__typename"] for outcome in loaded]
         if states and all(state == "RepositoryLocation" for state in states):
             return
-        if any(state == "PythonError" for state in states):
-            raise RuntimeError(f"code location failed to load: {states}")
+        errors = [outcome for outcome in loaded if outcome["__typename"] == "PythonError"]
+        if errors:
+            # The load error itself, so that a CI log says why (the state alone said nothing).
+            detail = "\n".join(error.get("message", "") + "".join(error.get("stack") or [])[-3000:] for error in errors)
+            raise RuntimeError(f"code location failed to load: {detail}")
         if time.monotonic() > deadline:
             raise RuntimeError("code location did not load in time")
         time.sleep(1)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Iterable
 import yaml
 
 from crowd_platform.common.crashpoints import crash_point
+from crowd_platform.common.warehouse import transaction
 
 MAD_TO_SIGMA = 1.4826  # MAD * 1.4826 estimates the standard deviation of a normal variable
 SITE_LEVEL = "site"
@@ -115,8 +115,7 @@ def load_rules(path: Path) -> AlertRules:
 def rules_from_settings(settings: Any) -> AlertRules:
     # CROWD_ALERT_RULES swaps the rules file for runs on a sampled population (demo, tests),
     # where absolute people thresholds calibrated for full-scale data cannot be reached.
-    relative = os.environ.get("CROWD_ALERT_RULES") or settings.section("alerts").get("rules_file", "config/alert_rules.yaml")
-    return load_rules(settings.project_path(relative))
+    return load_rules(settings.alert_rules_file)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -407,8 +406,7 @@ def evaluate_range(
                                 None if window.evaluated else "no density_baseline for this day",
                                 len(window.observations) if window.evaluated else 0, conditions, run_id])
 
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         previous = {(row[0], row[1].astimezone(timezone.utc), row[2]) for row in con.execute(
             "SELECT alert_id, window_start, transition FROM alert_transitions WHERE window_start >= ? AND window_start < ?",
             [start, end]).fetchall()}
@@ -440,10 +438,6 @@ def evaluate_range(
         _refresh_alert_rows(con, touched | {t.alert_id for t in transitions}, run_id, code_version)
         later = con.execute("SELECT count(*) FROM alert_evaluations WHERE window_start >= ?", [end]).fetchone()[0]
         crash_point("alerts_writing")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
     skipped = [window.window_start.isoformat() for window in inputs if not window.evaluated]
     counts = {kind: sum(1 for t in transitions if t.transition == kind) for kind in ("opened", "escalated", "closed")}

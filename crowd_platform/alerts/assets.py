@@ -15,7 +15,7 @@ from crowd_platform.publication.kanon import publishable
 from crowd_platform.common.partitions import single_run, window_bounds, window_partitions
 from crowd_platform.common.provenance import code_version
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform.common.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sql
+from crowd_platform.common.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sql, transaction
 from crowd_platform.common.asset_metadata import table_metadata
 from crowd_platform.common.crashpoints import crash_point
 
@@ -142,8 +142,7 @@ def broadcast_requests(context: dg.AssetExecutionContext, crowd: CrowdPlatform) 
             con, "SELECT request_id, delivered_at, attempts FROM broadcast_requests WHERE list_contains(?, request_id)",
             [ids])} if ids else {}
         created, files_written = 0, 0
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             for request in built:
                 path = settings.outbox / request["operator"] / f"{request['request_id']}.json"
                 if write_outbox_file(path, request):
@@ -161,10 +160,6 @@ def broadcast_requests(context: dg.AssetExecutionContext, crowd: CrowdPlatform) 
                              details={"alert_id": request["alert_id"], "transition": request["transition"],
                                       "operator": request["operator"], "cells": len(request["cell_ids"])})
                 created += 1
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
 
     # 2. HTTP outside any warehouse connection: only requests not yet delivered.
     pending = [request for request in built
@@ -180,8 +175,7 @@ def broadcast_requests(context: dg.AssetExecutionContext, crowd: CrowdPlatform) 
     failed = [request_id for request_id, result in results.items() if not result.delivered]
     if results:
         with crowd.warehouse() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(con):
                 for request_id, result in results.items():
                     con.execute("UPDATE broadcast_requests SET http_status = ?, attempts = coalesce(attempts, 0) + ?, "
                                 "delivered_at = ? WHERE request_id = ?",
@@ -190,10 +184,6 @@ def broadcast_requests(context: dg.AssetExecutionContext, crowd: CrowdPlatform) 
                                  purpose=settings.purpose, object_kind="broadcast_request", object_id=request_id,
                                  run_id=context.run_id,
                                  details={"http_status": result.http_status, "attempts": result.attempts})
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
     metadata = {
         "requests_in_range": len(built),
         "requests_created": created,

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import requests
 
 from crowd_platform.common import storage
+from crowd_platform.common.settings import env_with_prefix
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 ALREADY_ACCEPTED_STATUS = 409  # the endpoint has this idempotency key already
@@ -47,18 +48,14 @@ class DeliveryResult:
 
 def http_targets(settings: Any) -> dict[str, HttpTarget]:
     """Operator -> endpoint from config broadcast.http, overridden by CROWD_BROADCAST_URL_<OPERATOR>."""
-    configured = dict((settings.section("broadcast").get("http") or {}))
-    targets: dict[str, HttpTarget] = {}
-    for operator, entry in configured.items():
-        if entry and entry.get("url"):
-            targets[operator] = HttpTarget(
-                url=str(entry["url"]), timeout_s=float(entry.get("timeout_s", 5)),
-                max_attempts=int(entry.get("max_attempts", 5)),
-                backoff_base_s=float(entry.get("backoff_base_s", 0.5)),
-                backoff_max_s=float(entry.get("backoff_max_s", 30)))
+    targets: dict[str, HttpTarget] = {
+        operator: HttpTarget(url=entry.url, timeout_s=entry.timeout_s, max_attempts=entry.max_attempts,
+                             backoff_base_s=entry.backoff_base_s, backoff_max_s=entry.backoff_max_s)
+        for operator, entry in settings.config.broadcast.http.items()
+    }
     prefix = "CROWD_BROADCAST_URL_"
-    for name, value in os.environ.items():
-        if name.startswith(prefix) and value:
+    for name, value in env_with_prefix(prefix).items():
+        if value:
             operator = name[len(prefix):].lower()
             base = targets.get(operator)
             targets[operator] = HttpTarget(url=value, timeout_s=base.timeout_s if base else 5.0,
@@ -137,8 +134,7 @@ def request_id_for(alert_id: str, transition: str, window_start: datetime, opera
 def load_templates(settings: Any) -> dict[str, Any]:
     import yaml
 
-    relative = settings.section("broadcast").get("templates_file", "config/broadcast_templates.yaml")
-    with open(settings.project_path(relative), encoding="utf-8") as handle:
+    with open(settings.config.broadcast.templates_file, encoding="utf-8") as handle:
         return yaml.safe_load(handle) or {}
 
 

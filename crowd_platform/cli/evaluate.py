@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from crowd_platform.cli import CliError
+from crowd_platform.common.settings import env
+from crowd_platform.common.timeutil import parse_utc
 
 SIZE_BANDS = ((0, 500, "< 500 people"), (500, 2000, "500-1999 people"), (2000, math.inf, ">= 2000 people"))
 TARGETS = {"recall_target_group": 0.9, "precision": 0.9, "false_alerts_per_100_districts_per_day": 1.0,
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare crowd alerts with the simulator's ground truth (precision, recall, latency, false alerts)",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    parser.add_argument("--home", default=os.environ.get("CROWD_HOME"), help="CROWD_HOME (default $CROWD_HOME)")
+    parser.add_argument("--home", default=env("CROWD_HOME"), help="CROWD_HOME (default $CROWD_HOME)")
     parser.add_argument("--ground-truth", type=Path, help="ground_truth.json (default HOME/ground_truth.json)")
     parser.add_argument("--radius-m", type=float, default=1500.0, help="site-to-gathering distance that still matches (default 1500)")
     parser.add_argument("--late-windows", type=int, default=2, help="windows after a gathering's end an alert may still open (default 2)")
@@ -57,8 +58,7 @@ class Alert:
 
 
 def _parse_time(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return parse_utc(text, what="gathering time")
 
 
 def _floor_window(moment: datetime, minutes: int) -> datetime:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 from crowd_platform.cli import CliError
+from crowd_platform.common.timeutil import TimeParseError, parse_utc_or_none
 
 
 def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise CliError(f"not an ISO time: {value!r} (e.g. 2020-04-01T02:00:00Z)") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        return parse_utc_or_none(value, what="--as-of")
+    except TimeParseError as error:
+        raise CliError(str(error)) from None
 
 
 def add_actor_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import date
 from pathlib import Path
 
 from crowd_platform.cli import CliError
+from crowd_platform.common.settings import env
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and faults) under --home. Same seed, same bytes."
         ),
     )
-    parser.add_argument("--home", default=os.environ.get("CROWD_HOME"), help="CROWD_HOME to write into (default $CROWD_HOME)")
+    parser.add_argument("--home", default=env("CROWD_HOME"), help="CROWD_HOME to write into (default $CROWD_HOME)")
     parser.add_argument("--out", dest="home", help="alias of --home")
     parser.add_argument("--start", default="2020-03-23", help="first simulated UTC day, YYYY-MM-DD (default 2020-03-23)")
     parser.add_argument("--days", type=int, default=5, help="number of days (default 5)")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import getpass
 from datetime import datetime, timezone
 from typing import Any
 
 import duckdb
+
+from crowd_platform.common.settings import env
 
 GENESIS_HASH = "0" * 64
 
@@ -31,7 +32,7 @@ def record_hash(prev_hash: str, seq: int, recorded_at: str, actor: str, purpose:
 
 
 def default_actor() -> str:
-    return os.environ.get("CROWD_ACTOR") or f"system:{getpass.getuser()}"
+    return env("CROWD_ACTOR") or f"system:{getpass.getuser()}"
 
 
 def append(

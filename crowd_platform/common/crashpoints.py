@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import signal
 
+from crowd_platform.common.settings import env
+
 POINTS = (
     "ingest_received",      # drop copied to raw/ and recorded, landing copy removed, not validated
     "publish_moved",        # staging file moved into the lake, drop not yet marked accepted
@@ -22,5 +24,5 @@ POINTS = (
 
 
 def crash_point(name: str) -> None:
-    if os.environ.get("CROWD_CRASH_AT") == name:
+    if env("CROWD_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)

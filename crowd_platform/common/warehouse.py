@@ -7,7 +7,6 @@ inside assets only, kept short, and every writer step runs in the Dagster pool
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from crowd_platform.common.settings import SQL_DIR
+from crowd_platform.common.settings import SQL_DIR, env
 
 WAREHOUSE_POOL = "duckdb_warehouse"
 SCHEMA_DIR = SQL_DIR / "schema"
@@ -37,7 +36,7 @@ def memory_limit() -> str | None:
     default (80 % of the machine). Several DuckDB processes on one machine (parallel runs,
     workers, tests) each assume that 80 % is theirs; a limit makes large aggregations spill to
     disk instead of swapping the machine."""
-    value = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    value = (env(MEMORY_LIMIT_ENV) or "").strip()
     if not value:
         return None
     if not _MEMORY_LIMIT.match(value):
@@ -90,3 +89,44 @@ def fetch_dicts(connection: duckdb.DuckDBPyConnection, sql: str, params: Any = N
     cursor = connection.execute(sql, params or [])
     columns = [column[0] for column in cursor.description]
     return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+@contextmanager
+def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT around a change and its audit record; ROLLBACK on any exception.
+
+    The one way the platform writes several statements atomically, so no block can forget its
+    ROLLBACK. A rollback that itself fails (an interrupted or closed connection) must not hide
+    the error that caused it: DuckDB discards the open transaction with the connection anyway.
+    """
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        yield connection
+    except BaseException:
+        try:
+            connection.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+    connection.execute("COMMIT")
+
+
+def insert_rows(connection: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]] | dict[str, Any]) -> int:
+    """INSERT rows given as {column: value} dicts, columns named (never positional).
+
+    A schema change that adds or reorders a column then cannot shift values into the wrong
+    column silently; a missing column fails with its name. Table and column names come from
+    code, never from input.
+    """
+    if isinstance(rows, dict):
+        rows = [rows]
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    if any(list(row) != columns for row in rows):
+        raise ValueError(f"insert into {table}: every row must have the same columns in the same order")
+    column_list = ", ".join(f'"{column}"' for column in columns)
+    placeholders = ", ".join("?" * len(columns))
+    connection.executemany(f'INSERT INTO "{table}" ({column_list}) VALUES ({placeholders})',
+                           [[row[column] for column in columns] for row in rows])
+    return len(rows)

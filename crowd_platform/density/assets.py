@@ -8,7 +8,7 @@ k-anonymised view written by the same step (crowd_platform.publication.kanon).
 """
 
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -24,7 +24,7 @@ from crowd_platform.common.partitions import daily_partitions, single_run, windo
 from crowd_platform.common.provenance import code_version
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.settings import Settings
-from crowd_platform.common.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sql
+from crowd_platform.common.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sql, transaction
 from crowd_platform.common.asset_metadata import table_metadata
 from crowd_platform.common.crashpoints import crash_point
 
@@ -45,20 +45,6 @@ class DensityError(RuntimeError):
 
 
 # ---------------------------------------------------------------- settings helpers
-def location_rule(settings: Settings) -> str:
-    rule = str(settings.section("density").get("location_rule", "last"))
-    if rule not in LOCATION_RULES:
-        raise DensityError(f"density.location_rule must be one of {', '.join(LOCATION_RULES)}, not {rule!r}")
-    return rule
-
-
-def multi_sim_factor(settings: Settings) -> float:
-    factor = float(settings.section("density").get("multi_sim_factor", 1.0))
-    if factor <= 0:
-        raise DensityError("density.multi_sim_factor must be positive")
-    return factor
-
-
 def market_shares(settings: Settings) -> dict[str, float]:
     """Operator -> market share, from the operators' data contracts (the single source)."""
     shares = {}
@@ -69,17 +55,6 @@ def market_shares(settings: Settings) -> dict[str, float]:
                 raise DensityError(f"{contract.contract_id}: market_share must be in (0, 1], not {share}")
             shares[operator] = share
     return shares
-
-
-def baseline_settings(settings: Settings) -> dict[str, Any]:
-    section = settings.section("density")
-    return {
-        "weeks": int(section.get("baseline_weeks", 4)),
-        "min_obs": max(3, int(section.get("baseline_min_obs", 3))),
-        "bootstrap_days": int(section.get("baseline_bootstrap_days", 7)),
-        "local_tz": str(section.get("local_timezone", "Asia/Jakarta")),
-        "holidays_country": str(section.get("holidays_country", "ID")),
-    }
 
 
 def holiday_dates(country: str, first: date, last: date) -> list[date]:
@@ -133,11 +108,10 @@ def register_geography(con: duckdb.DuckDBPyConnection, settings: Settings, opera
 def compute_bts_presence(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
                          run_id: str | None, rule: str | None = None) -> dict[str, Any]:
     """Replace bts_presence for [start, end) in one transaction; return summary counts."""
-    rule = rule or location_rule(settings)
+    rule = rule or settings.config.density.location_rule
     if rule not in LOCATION_RULES:
         raise DensityError(f"unknown location rule {rule!r}")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         inputs = load_presence_inputs(con, settings, start, end)
         con.execute(read_sql("bts_presence_delete"), {"start": start, "end": end})
         if inputs:
@@ -159,10 +133,6 @@ def compute_bts_presence(con: duckdb.DuckDBPyConnection, settings: Settings, sta
         audit.append(con, "bts_presence.materialize", purpose=settings.purpose, object_kind="window_range",
                      object_id=f"{start.isoformat()}/{end.isoformat()}", run_id=run_id,
                      details={**result, "drop_ids": [row["drop_id"] for row in inputs]})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return result
 
 
@@ -216,12 +186,11 @@ def compute_district_density(con: duckdb.DuckDBPyConnection, settings: Settings,
     operators = [row[0] for row in con.execute(
         "SELECT DISTINCT operator FROM bts_presence WHERE window_start >= $start AND window_start < $end",
         {"start": start, "end": end}).fetchall()]
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         register_geography(con, settings, operators)
         con.execute(read_sql("district_density_delete"), {"start": start, "end": end})
         con.execute(read_sql("district_density"),
-                    {"start": start, "end": end, "multi_sim_factor": multi_sim_factor(settings), "run_id": run_id})
+                    {"start": start, "end": end, "multi_sim_factor": settings.config.density.multi_sim_factor, "run_id": run_id})
         rows, windows, levels = con.execute(
             "SELECT count(*), count(DISTINCT window_start), count(DISTINCT level) FROM district_density "
             "WHERE window_start >= $start AND window_start < $end", {"start": start, "end": end}).fetchone()
@@ -231,10 +200,6 @@ def compute_district_density(con: duckdb.DuckDBPyConnection, settings: Settings,
         audit.append(con, "district_density.materialize", purpose=settings.purpose, object_kind="window_range",
                      object_id=f"{start.isoformat()}/{end.isoformat()}", run_id=run_id, details=result)
         crash_point("density_writing")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return result
 
 
@@ -246,8 +211,7 @@ def compute_district_presence_daily(con: duckdb.DuckDBPyConnection, settings: Se
     while day < end:
         days.append(day)
         day += timedelta(days=1)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(read_sql("district_presence_daily_delete"),
                     {"first_day": start.date(), "last_day": (end - timedelta(days=1)).date()})
         total_drops = 0
@@ -264,32 +228,27 @@ def compute_district_presence_daily(con: duckdb.DuckDBPyConnection, settings: Se
         result = {"days": len(days), "drops": total_drops, "rows": rows}
         audit.append(con, "district_presence_daily.materialize", purpose=settings.purpose, object_kind="day_range",
                      object_id=f"{start.date()}/{end.date()}", run_id=run_id, details=result)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return result
 
 
 def compute_density_baseline(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
                              run_id: str | None) -> dict[str, Any]:
     """Replace density_baseline for each UTC day in [start, end), each from the 28 days before it."""
-    options = baseline_settings(settings)
-    if options["weeks"] * 7 > BASELINE_LOOKBACK_DAYS or options["bootstrap_days"] > BASELINE_LOOKBACK_DAYS:
+    options = settings.config.density
+    if options.baseline_weeks * 7 > BASELINE_LOOKBACK_DAYS or options.baseline_bootstrap_days > BASELINE_LOOKBACK_DAYS:
         raise DensityError(f"density baseline history is limited to {BASELINE_LOOKBACK_DAYS} days")
     summary = {"days": 0, "rows": 0, "weekly": 0, "bootstrap": 0}
     day_start = start
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         while day_start < end:
             lookback_start = day_start - timedelta(days=BASELINE_LOOKBACK_DAYS)
             # Local dates of the history can run one day past the UTC day: include it.
-            excluded = holiday_dates(options["holidays_country"], lookback_start.date(), day_start.date() + timedelta(days=1))
+            excluded = holiday_dates(options.holidays_country, lookback_start.date(), day_start.date() + timedelta(days=1))
             con.execute(read_sql("density_baseline_delete"), {"day": day_start.date()})
             con.execute(read_sql("density_baseline"), {
                 "day_start": day_start, "lookback_start": lookback_start, "holidays": excluded,
-                "weeks": options["weeks"], "min_obs": options["min_obs"], "bootstrap_days": options["bootstrap_days"],
-                "local_tz": options["local_tz"], "run_id": run_id,
+                "weeks": options.baseline_weeks, "min_obs": options.baseline_min_obs,
+                "bootstrap_days": options.baseline_bootstrap_days, "local_tz": options.local_timezone, "run_id": run_id,
             })
             kinds = dict(con.execute("SELECT kind, count(*) FROM density_baseline WHERE day = $day GROUP BY kind",
                                      {"day": day_start.date()}).fetchall())
@@ -300,10 +259,6 @@ def compute_density_baseline(con: duckdb.DuckDBPyConnection, settings: Settings,
         summary["rows"] = summary["weekly"] + summary["bootstrap"]
         audit.append(con, "density_baseline.materialize", purpose=settings.purpose, object_kind="day_range",
                      object_id=f"{start.date()}/{end.date()}", run_id=run_id, details=summary)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return summary
 
 

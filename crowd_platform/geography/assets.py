@@ -18,8 +18,7 @@ from crowd_platform.geography import geo
 from crowd_platform.geography import maps
 from crowd_platform.common import storage
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform.common.settings import Settings
-from crowd_platform.common.warehouse import WAREHOUSE_POOL, read_sql
+from crowd_platform.common.warehouse import WAREHOUSE_POOL, read_sql, transaction
 from crowd_platform.common.asset_metadata import table_metadata
 
 GROUP = "geography"
@@ -78,12 +77,11 @@ def districts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.Mat
     rows["geometry_wkb"] = _wkb(frame.geometry)
     with crowd.warehouse() as con:
         con.execute("ALTER TABLE districts ADD COLUMN IF NOT EXISTS land_area_km2 DOUBLE")
-        con.execute("BEGIN TRANSACTION")
-        _replace(con, "districts", rows, DISTRICT_COLUMNS)
-        _replace(con, "district_hierarchy", hierarchy, ["district_code_finest", "level", "district_code"])
-        audit.append(con, "districts.rebuilt", purpose=settings.purpose, object_kind="table", object_id="districts",
-                     run_id=context.run_id, details={"geography": config.name, "units": len(rows)})
-        con.execute("COMMIT")
+        with transaction(con):
+            _replace(con, "districts", rows, DISTRICT_COLUMNS)
+            _replace(con, "district_hierarchy", hierarchy, ["district_code_finest", "level", "district_code"])
+            audit.append(con, "districts.rebuilt", purpose=settings.purpose, object_kind="table", object_id="districts",
+                         run_id=context.run_id, details={"geography": config.name, "units": len(rows)})
     per_level = rows.groupby("level", sort=False).agg(units=("district_code", "size"), area_km2=("area_km2", "sum"),
                                                       population=("population", "sum"))
     context.log.info("districts: %s units over %s levels", len(rows), len(per_level))
@@ -154,16 +152,15 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
             "cell_id": rejects["cell_id"], "operator": rejects["operator"], "reason": rejects["reason"],
             "source_drop_id": rejects["drop_id"], "recorded_at": recorded_at,
         })
-        con.execute("BEGIN TRANSACTION")
-        _replace(con, "bts_registry", registry, ["cell_id", "operator", "site_id", "lon", "lat", "radio",
-                                                 "valid_from", "valid_to", "source_drop_id"])
-        _replace(con, "bts_registry_rejects", reject_rows, ["cell_id", "operator", "reason", "source_drop_id",
-                                                            "recorded_at"])
-        reasons = {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
-        audit.append(con, "bts_registry.rebuilt", purpose=settings.purpose, object_kind="table",
-                     object_id="bts_registry", run_id=context.run_id,
-                     details={"drops": [row[0] for row in drops], "versions": len(registry), "rejects": reasons})
-        con.execute("COMMIT")
+        with transaction(con):
+            _replace(con, "bts_registry", registry, ["cell_id", "operator", "site_id", "lon", "lat", "radio",
+                                                     "valid_from", "valid_to", "source_drop_id"])
+            _replace(con, "bts_registry_rejects", reject_rows, ["cell_id", "operator", "reason", "source_drop_id",
+                                                                "recorded_at"])
+            reasons = {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
+            audit.append(con, "bts_registry.rebuilt", purpose=settings.purpose, object_kind="table",
+                         object_id="bts_registry", run_id=context.run_id,
+                         details={"drops": [row[0] for row in drops], "versions": len(registry), "rejects": reasons})
     current = registry[registry["valid_to"].isna()]
     context.log.info("bts_registry: %s versions from %s drops, %s rejected rows", len(registry), len(drops), len(rejects))
     return dg.MaterializeResult(metadata={**_table_metadata(crowd, "bts_registry", {"cell_id": [("staged_events", "cell_id")], "lon": [("staged_events", "lon")], "lat": [("staged_events", "lat")]}),
@@ -202,12 +199,11 @@ def bts_coverage(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     # Pieces (Voronoi ∩ finest unit) let bts_district_weights switch method without re-tessellating.
     result.pieces.to_parquet(settings.geo_cache / "coverage_pieces.parquet")
     with crowd.warehouse() as con:
-        con.execute("BEGIN TRANSACTION")
-        _replace(con, "bts_coverage", coverage, ["site_id", "scope", "lon", "lat", "area_km2", "geometry_wkb"])
-        audit.append(con, "bts_coverage.rebuilt", purpose=settings.purpose, object_kind="table",
-                     object_id="bts_coverage", run_id=context.run_id,
-                     details={"polygons": len(coverage), "scopes": sorted(coverage["scope"].unique().tolist())})
-        con.execute("COMMIT")
+        with transaction(con):
+            _replace(con, "bts_coverage", coverage, ["site_id", "scope", "lon", "lat", "area_km2", "geometry_wkb"])
+            audit.append(con, "bts_coverage.rebuilt", purpose=settings.purpose, object_kind="table",
+                         object_id="bts_coverage", run_id=context.run_id,
+                         details={"polygons": len(coverage), "scopes": sorted(coverage["scope"].unique().tolist())})
     map_path = settings.geo_cache / "coverage_map.png"
     outlines = district_frame[district_frame["level_rank"] == district_frame["level_rank"].min()]
     maps.coverage_map(result.coverage, outlines, map_path, title=f"Coverage ({config.name})")
@@ -246,13 +242,12 @@ def bts_district_weights(context: dg.AssetExecutionContext, crowd: CrowdPlatform
     weights = geo.district_weights(sites, pieces, units, config.area_crs, config.weights_method,
                                    config.weight_by_population)
     with crowd.warehouse() as con:
-        con.execute("BEGIN TRANSACTION")
-        _replace(con, "bts_district_weights", weights, ["site_id", "scope", "district_code", "weight", "method"])
-        audit.append(con, "bts_district_weights.rebuilt", purpose=settings.purpose, object_kind="table",
-                     object_id="bts_district_weights", run_id=context.run_id,
-                     details={"rows": len(weights), "method": config.weights_method,
-                              "weight_by_population": config.weight_by_population})
-        con.execute("COMMIT")
+        with transaction(con):
+            _replace(con, "bts_district_weights", weights, ["site_id", "scope", "district_code", "weight", "method"])
+            audit.append(con, "bts_district_weights.rebuilt", purpose=settings.purpose, object_kind="table",
+                         object_id="bts_district_weights", run_id=context.run_id,
+                         details={"rows": len(weights), "method": config.weights_method,
+                                  "weight_by_population": config.weight_by_population})
     per_site = weights.groupby(["site_id", "scope"]).size()
     return dg.MaterializeResult(metadata={**_table_metadata(crowd, "bts_district_weights", {"weight": [("bts_coverage", "geometry_wkb"), ("districts", "geometry_wkb"), ("districts", "population")], "district_code": [("districts", "district_code")]}),
         "rows": len(weights),

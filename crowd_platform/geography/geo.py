@@ -73,41 +73,27 @@ class GeographyConfig:
 
 
 def geography_config(settings: Settings) -> GeographyConfig:
-    """The ``geography`` section of the active config, validated, paths resolved."""
-    section = settings.section("geography")
-    if not section.get("levels"):
-        raise ValueError(f"{settings.config_path.name}: geography.levels is empty")
+    """The ``geography`` section of the active config (validated, paths resolved by settings)."""
+    section = settings.config.geography
     levels = tuple(
-        LevelSpec(
-            level=str(item["level"]),
-            file=settings.project_path(item["file"]),
-            code=str(item["code"]),
-            name=str(item.get("name") or item["code"]),
-            parent=item.get("parent") or None,
-            code_kemendagri=item.get("code_kemendagri") or None,
-            is_admin_unit=str(item.get("is_admin_unit") or "is_admin_unit"),
-        )
-        for item in section["levels"]
+        LevelSpec(level=item.level, file=item.file, code=item.code, name=item.name or item.code, parent=item.parent,
+                  code_kemendagri=item.code_kemendagri, is_admin_unit=item.is_admin_unit)
+        for item in section.levels
     )
-    population = section.get("population") or {}
-    method = str(section.get("weights_method", "voronoi_area"))
-    if method not in METHODS:
-        raise ValueError(f"geography.weights_method must be one of {METHODS}, not {method!r}")
-    reference = section.get("cells_reference")
     return GeographyConfig(
-        name=str(section.get("name", "area")),
+        name=section.name,
         levels=levels,
-        population_file=settings.project_path(population["file"]) if population.get("file") else None,
-        population_code=str(population.get("code_bps", "kode_bps_2020")),
-        population_total=str(population.get("total", "total")),
-        population_level=population.get("level"),
-        area_crs=str(section.get("area_crs", "EPSG:6933")),
-        weights_method=method,
-        weight_by_population=bool(section.get("weight_by_population", False)),
-        cells_reference=settings.project_path(reference) if reference else None,
-        area_buffer_m=float(section.get("area_buffer_m", 1000.0)),
-        move_threshold_m=float(section.get("move_threshold_m", 50.0)),
-        site_decimals=int(section.get("site_decimals", 4)),
+        population_file=section.population.file,
+        population_code=section.population.code_bps,
+        population_total=section.population.total,
+        population_level=section.population.level,
+        area_crs=section.area_crs,
+        weights_method=section.weights_method,
+        weight_by_population=section.weight_by_population,
+        cells_reference=section.cells_reference,
+        area_buffer_m=section.area_buffer_m,
+        move_threshold_m=section.move_threshold_m,
+        site_decimals=section.site_decimals,
     )
 
 

@@ -2,7 +2,7 @@
 
 
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import dagster as dg
 
@@ -12,6 +12,7 @@ from crowd_platform.common.provenance import code_version
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.governance.retention import apply_retention, outcome_summary
 from crowd_platform.common.warehouse import WAREHOUSE_POOL, connect
+from crowd_platform.common.timeutil import parse_utc_or_none
 
 OWNERS = ["team:governance"]
 
@@ -24,10 +25,7 @@ class RetentionConfig(dg.Config):
 
 
 def _parse_time(value: str) -> datetime | None:
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return parse_utc_or_none(value, what="as_of")
 
 
 @dg.asset(

@@ -42,8 +42,9 @@ from crowd_platform.governance.audit_chain import PRUNE_ACTION, verify_chain
 from crowd_platform.common.contracts import Contract, load_contracts, operator_contracts
 from crowd_platform.governance.privacy_scan import contains_any
 from crowd_platform.common.settings import Settings
-from crowd_platform.common.warehouse import connect
+from crowd_platform.common.warehouse import connect, transaction
 from crowd_platform.common.crashpoints import crash_point
+from crowd_platform.common.timeutil import parse_utc_or_none
 
 PLATFORM_CONTRACT_ID = "platform-datasets"
 DROP_ELEMENT = "events.subscriber_key"
@@ -182,11 +183,7 @@ def _resolve(settings: Settings, value: str | None) -> Path | None:
 
 
 def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
+    return parse_utc_or_none(value, what="retention time")
 
 
 def _lake_partition_key(settings: Settings, path: Path) -> str:
@@ -493,8 +490,7 @@ def apply_retention(
                 say(f"  deleted {number} file object(s)")
 
         deleted_drop_ids = _drops_fully_deleted(connection, settings, planned)
-        connection.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(connection):
             for deletion in planned:
                 if deletion.table:
                     connection.execute(f'DELETE FROM "{deletion.table}" WHERE {deletion.where_sql}', deletion.where_params)
@@ -517,10 +513,6 @@ def apply_retention(
                                       "bytes": deletion.bytes, "policy": deletion.rule.policy, "period": deletion.rule.period})
             if not sunset:
                 outcome.audit_pruned_through = _prune_audit_log(connection, settings, policy, as_of, actor, purpose, run_id, outcome)
-            connection.execute("COMMIT")
-        except Exception:
-            connection.execute("ROLLBACK")
-            raise
 
     if planned or outcome.audit_pruned_through:
         say("compacting the warehouse so deleted rows leave no bytes behind")
@@ -601,37 +593,36 @@ def _verify_and_record(settings: Settings, outcome: RetentionOutcome, actor: str
     compacted = outcome.compaction is not None
     with connect(settings.warehouse_path) as connection:
         connection.execute("SET TimeZone = 'UTC'")
-        connection.execute("BEGIN TRANSACTION")
-        for deletion in outcome.deletions:
-            if deletion.table:
-                remaining = connection.execute(
-                    f'SELECT count(*) FROM "{deletion.table}" WHERE {deletion.where_sql}', deletion.where_params
-                ).fetchone()[0]
-                if remaining:
-                    deletion.verification = f"failed: {remaining} rows remain"
+        with transaction(connection):
+            for deletion in outcome.deletions:
+                if deletion.table:
+                    remaining = connection.execute(
+                        f'SELECT count(*) FROM "{deletion.table}" WHERE {deletion.where_sql}', deletion.where_params
+                    ).fetchone()[0]
+                    if remaining:
+                        deletion.verification = f"failed: {remaining} rows remain"
+                    else:
+                        deletion.verification = "verified: 0 rows remain" + ("; warehouse rebuilt" if compacted else "")
                 else:
-                    deletion.verification = "verified: 0 rows remain" + ("; warehouse rebuilt" if compacted else "")
-            else:
-                left = [p for p in deletion.paths if p.exists()]
-                if left:
-                    deletion.verification = f"failed: {len(left)} path(s) still present"
-                elif deletion.sample_keys and keys_in_warehouse:
-                    deletion.verification = "failed: sampled keys found in the warehouse file"
-                else:
-                    deletion.verification = "verified: absent" + (
-                        f"; {len(deletion.sample_keys)} sampled keys not found in compacted warehouse" if deletion.sample_keys else "")
-            connection.execute("UPDATE deletion_certificates SET verification = ? WHERE certificate_id = ?",
-                               [deletion.verification, deletion.certificate_id])
-        connection.execute(
-            "UPDATE deletion_certificates SET verification = 'verified: 0 rows remain; warehouse rebuilt' "
-            "WHERE verification = 'pending: compaction' AND object_id LIKE 'audit_log/%'"
-        )
-        audit.append(connection, f"{outcome.mode}.completed", purpose=purpose, actor=actor, object_kind="retention_run",
-                     run_id=run_id, details={"as_of": outcome.as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                             "certificates": len(outcome.deletions), "failed": len(outcome.failed),
-                                             "by_kind": outcome.counts(), "drops_marked_deleted": outcome.drops_marked_deleted,
-                                             "compaction": outcome.compaction, "notes": outcome.notes})
-        connection.execute("COMMIT")
+                    left = [p for p in deletion.paths if p.exists()]
+                    if left:
+                        deletion.verification = f"failed: {len(left)} path(s) still present"
+                    elif deletion.sample_keys and keys_in_warehouse:
+                        deletion.verification = "failed: sampled keys found in the warehouse file"
+                    else:
+                        deletion.verification = "verified: absent" + (
+                            f"; {len(deletion.sample_keys)} sampled keys not found in compacted warehouse" if deletion.sample_keys else "")
+                connection.execute("UPDATE deletion_certificates SET verification = ? WHERE certificate_id = ?",
+                                   [deletion.verification, deletion.certificate_id])
+            connection.execute(
+                "UPDATE deletion_certificates SET verification = 'verified: 0 rows remain; warehouse rebuilt' "
+                "WHERE verification = 'pending: compaction' AND object_id LIKE 'audit_log/%'"
+            )
+            audit.append(connection, f"{outcome.mode}.completed", purpose=purpose, actor=actor, object_kind="retention_run",
+                         run_id=run_id, details={"as_of": outcome.as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                                 "certificates": len(outcome.deletions), "failed": len(outcome.failed),
+                                                 "by_kind": outcome.counts(), "drops_marked_deleted": outcome.drops_marked_deleted,
+                                                 "compaction": outcome.compaction, "notes": outcome.notes})
 
 
 def outcome_summary(outcome: RetentionOutcome) -> dict[str, Any]:

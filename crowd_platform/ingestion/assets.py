@@ -15,7 +15,9 @@ import dagster as dg
 from crowd_platform.ingestion.checks import CHECK_SPECS, evaluate_checks
 from crowd_platform.common.asset_metadata import table_metadata
 from crowd_platform.ingestion.landing import scan_landing
-from crowd_platform.ingestion.lifecycle import DropOutcome, gx_drops_per_run, gx_sample, ingest_drop, publish_window
+from crowd_platform.ingestion.drops import DropOutcome
+from crowd_platform.ingestion.ingest import gx_drops_per_run, gx_sample, ingest_drop
+from crowd_platform.ingestion.publish import publish_window
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX
 from crowd_platform.common.partitions import single_run, window_bounds, window_partitions
 from crowd_platform.common.provenance import code_version

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from crowd_platform.common.contracts import operator_contracts
-from crowd_platform.ingestion.lifecycle import file_sha256, staging_file
+from crowd_platform.ingestion.drops import file_sha256, staging_file
 from crowd_platform.ingestion.layout import sql_literal
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX
 from crowd_platform.common.partitions import window_key, windows_between

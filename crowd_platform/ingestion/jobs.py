@@ -5,7 +5,7 @@ unknown operator folder, symlink, non-UTF-8 name, path traversal) go to quaranti
 import dagster as dg
 
 from crowd_platform.ingestion.landing import UnroutableEntry
-from crowd_platform.ingestion.lifecycle import quarantine_unroutable
+from crowd_platform.ingestion.quarantine import quarantine_unroutable
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.warehouse import WAREHOUSE_POOL
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from crowd_platform.common.timeutil import TimeParseError, parse_utc
 
 MANIFEST_SUFFIX = ".manifest.json"
 FEEDS = ("events", "cells")
@@ -62,13 +63,11 @@ def drop_id(operator: str, feed: str, window_start: datetime, delivery: int, sha
 
 
 def _parse_time(value: str, field: str) -> datetime:
+    # An operator must say which zone it means: a naive time is refused, not assumed UTC.
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ManifestError(f"manifest {field} is not an ISO-8601 timestamp") from None
-    if parsed.tzinfo is None:
-        raise ManifestError(f"manifest {field} has no time zone")
-    return parsed.astimezone(timezone.utc)
+        return parse_utc(value, what=f"manifest {field}", require_offset=True)
+    except TimeParseError as error:
+        raise ManifestError(str(error)) from None
 
 
 def safe_file_name(name: str) -> bool:

@@ -11,7 +11,6 @@ alerts can be evaluated in the same pass.
 from __future__ import annotations
 
 import getpass
-import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +19,10 @@ from datetime import datetime
 import dagster as dg
 
 from crowd_platform.common.partitions import DAY_KEY_FORMAT, parse_window_key, range_tags
-from crowd_platform.common.settings import Settings
+from crowd_platform.common.settings import Settings, env
 
 Progress = Callable[[str], None]
-CONSOLE_LOG_LEVEL = os.environ.get("CROWD_LOG_LEVEL", "WARNING")
+CONSOLE_LOG_LEVEL = env("CROWD_LOG_LEVEL") or "WARNING"
 
 
 @dataclass
@@ -44,7 +43,7 @@ def run_tags(purpose: str, actor: str | None = None, trigger: str = "cli") -> di
     """Every run carries who/what started it and why (DESIGN.md section 4.5)."""
     return {
         "crowd/purpose": purpose,
-        "crowd/actor": actor or os.environ.get("CROWD_ACTOR") or f"user:{getpass.getuser()}",
+        "crowd/actor": actor or env("CROWD_ACTOR") or f"user:{getpass.getuser()}",
         "crowd/trigger": trigger,
     }
 
@@ -215,3 +214,28 @@ def window_job_definition() -> dg.JobDefinition:
     """`window_job`, reconstructable from this module (for the multiprocess executor and
     `dg.execute_job`, whose step processes re-import the job by reference)."""
     return _definitions().resolve_job_def("window_job")
+
+
+def revalidate_drop(settings: Settings, drop: dict, manifest_relpath: str) -> tuple[str, str | None]:
+    """Materialize operator_drops + staged_events for a released drop's window with the code
+    location's own definitions (its "crowd" resource is bound already); return the drop's new
+    status and reason."""
+    from crowd_platform.common.partitions import window_key
+    from crowd_platform.common.warehouse import connect
+    from crowd_platform.definitions import defs
+    from crowd_platform.runner.instance import get_instance
+
+    assets = [defs.resolve_assets_def("operator_drops"), defs.resolve_assets_def("staged_events")]
+    result = dg.materialize(
+        assets,
+        instance=get_instance(settings),
+        partition_key=window_key(drop["window_start"]),
+        run_config={"ops": {"operator_drops": {"config": {"manifests": [manifest_relpath]}}}},
+        tags=run_tags(settings.purpose, trigger="quarantine-release"),
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise RuntimeError(f"release run {result.run_id} failed; see the Dagster UI")
+    with connect(settings.warehouse_path, read_only=True) as con:
+        row = con.execute("SELECT status, reason FROM drops WHERE drop_id = ?", [drop["drop_id"]]).fetchone()
+    return (row[0], row[1]) if row else ("unknown", None)

@@ -19,7 +19,7 @@ import duckdb
 
 from crowd_platform.common import audit
 from crowd_platform.common import storage
-from crowd_platform.ingestion.lifecycle import _fsync_copy
+from crowd_platform.ingestion.drops import copy_atomic
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import fetch_dicts
@@ -52,8 +52,8 @@ def reland_interrupted_drops(settings: Settings, connection: duckdb.DuckDBPyConn
         folder = settings.landing / drop["operator"]
         storage.ensure_dir(folder)
         # Data first, manifest last: the sensor sees a complete drop or none.
-        _fsync_copy(raw, folder / drop["file_name"])
-        _fsync_copy(raw_manifest, folder / drop["manifest_name"])
+        copy_atomic(raw, folder / drop["file_name"])
+        copy_atomic(raw_manifest, folder / drop["manifest_name"])
         audit.append(connection, "drop_relanded", purpose=settings.purpose, object_kind="drop", object_id=drop["drop_id"],
                      details={"interrupted_run": drop["run_id"]})
         relanded.append(drop["drop_id"])

@@ -17,6 +17,7 @@ import numpy as np
 
 from crowd_platform.simulator.population import HOME, MOVING, THIRD, WORK, Subscribers, make_day_plan, place_at
 from crowd_platform.simulator.world import World
+from crowd_platform.common.timeutil import parse_utc
 
 LOCAL_OFFSET = timedelta(hours=7)  # Asia/Jakarta, no daylight saving
 WINDOW = timedelta(minutes=15)
@@ -53,10 +54,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _parse_time(value: str) -> datetime:
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    return parse_utc(value, what="gathering time")
 
 
 def default_gatherings(windows: list[datetime], subscribers: int, seed: int) -> list[dict[str, Any]]:

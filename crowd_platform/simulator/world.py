@@ -93,7 +93,7 @@ class World:
 
 
 def _cell_networks(settings: Settings, contracts: dict[str, Contract], to_xy: Transformer) -> dict[str, OperatorNetwork]:
-    cells_path = settings.project_path(settings.section("geography").get("cells_reference", ""))
+    cells_path = settings.config.geography.cells_reference
     cells = pl.read_csv(cells_path, columns=["radio", "mcc", "net", "area", "cell", "lon", "lat"])
     networks: dict[str, OperatorNetwork] = {}
     for operator, contract in sorted(contracts.items()):
@@ -129,12 +129,9 @@ def _cell_networks(settings: Settings, contracts: dict[str, Contract], to_xy: Tr
 
 def _population(settings: Settings, kelurahan: gpd.GeoDataFrame) -> np.ndarray:
     """Residents per kelurahan: kab/kota totals (Kemendagri) spread over land area (BPS codes)."""
-    population_cfg = settings.section("geography").get("population") or {}
-    table = pl.read_csv(
-        settings.project_path(population_cfg["file"]),
-        schema_overrides={population_cfg.get("code_bps", "kode_bps_2020"): pl.String},
-    )
-    totals = dict(zip(table[population_cfg.get("code_bps", "kode_bps_2020")].to_list(), table[population_cfg.get("total", "total")].to_list()))
+    population = settings.config.geography.population
+    table = pl.read_csv(population.file, schema_overrides={population.code_bps: pl.String})
+    totals = dict(zip(table[population.code_bps].to_list(), table[population.total].to_list()))
     land = np.where(kelurahan["is_admin_unit"].to_numpy(dtype=bool), kelurahan["area_m2"].to_numpy(), 0.0)
     kab = kelurahan["kode_kabkota"].astype(str).to_numpy()
     residents = np.zeros(len(kelurahan))
@@ -149,12 +146,12 @@ def _population(settings: Settings, kelurahan: gpd.GeoDataFrame) -> np.ndarray:
 @lru_cache(maxsize=4)
 def _build_world(config_path: str, contracts_dir: str, seed: int) -> World:
     settings = _settings_for(config_path, contracts_dir)
-    geography = settings.section("geography")
-    crs = geography.get("area_crs", "EPSG:32748")
+    geography = settings.config.geography
+    crs = geography.area_crs
     to_xy = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    level = next(entry for entry in geography["levels"] if entry["level"] == "kelurahan")
-    frame = gpd.read_file(settings.project_path(level["file"])).to_crs(crs)
+    level = next(entry for entry in geography.levels if entry.level == "kelurahan")
+    frame = gpd.read_file(level.file).to_crs(crs)
     frame = frame.sort_values("kode_desa").reset_index(drop=True)
     frame["area_m2"] = frame.geometry.area
     residents = _population(settings, frame)
@@ -186,8 +183,8 @@ def _build_world(config_path: str, contracts_dir: str, seed: int) -> World:
     centroids = frame.geometry.representative_point()
     kelurahan = pl.DataFrame(
         {
-            "code": frame[level["code"]].astype(str).to_numpy(),
-            "name": frame[level["name"]].astype(str).to_numpy(),
+            "code": frame[level.code].astype(str).to_numpy(),
+            "name": frame[level.name].astype(str).to_numpy(),
             "kec_code": frame["kode_kec"].astype(str).to_numpy(),
             "kec_name": frame["kecamatan"].astype(str).to_numpy(),
             "kab_code": frame["kode_kabkota"].astype(str).to_numpy(),
@@ -215,10 +212,11 @@ def _build_world(config_path: str, contracts_dir: str, seed: int) -> World:
 
 
 def _settings_for(config_path: str, contracts_dir: str) -> Settings:
-    from crowd_platform.common.settings import load_config
+    from crowd_platform.common.settings import config_at
 
     # The world does not depend on CROWD_HOME: one cached world serves every home.
-    return Settings(home=Path("."), config_path=Path(config_path), contracts_dir=Path(contracts_dir), raw_config=load_config(Path(config_path)))
+    return Settings(home=Path("."), config=config_at(Path(config_path)), config_path=Path(config_path),
+                    contracts_dir=Path(contracts_dir))
 
 
 def build_world(settings: Settings, seed: int) -> World:

@@ -1,0 +1,238 @@
+"""Quarantine: a rejected drop's bytes, exactly as received, with a machine-readable report.
+
+Also the operator's way back: ``release_drop`` returns a quarantined drop to landing (after a
+contract fix) and ``reject_drop`` records a final rejection; both commit with their audit
+record. Reports hold drop ids, rule names, counts and row numbers, never values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+from crowd_platform.common import storage
+from crowd_platform.ingestion.landing import UnroutableEntry, is_utf8
+from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
+from crowd_platform.common.settings import Settings
+from crowd_platform.common.warehouse import transaction
+
+from crowd_platform.ingestion.drops import (DropOutcome, audit_drop, copy_atomic, one_line, utcnow)
+
+log = logging.getLogger(__name__)
+
+
+def _report(path: Path, payload: dict[str, Any]) -> None:
+    if not storage.is_local(path):
+        storage.write_bytes(path, json.dumps(payload, indent=1, default=str).encode("utf-8"))
+        return
+    temporary = path.with_name(".report.json.tmp")
+    temporary.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def quarantine_drop(
+    settings: Settings, connection, drop_id: str, reason: str, *, stage: str, failed_rules: list[dict[str, Any]],
+    run_id: str | None, rows: int | None = None,
+) -> DropOutcome:
+    """Move a received drop (bytes from raw/, as received) to quarantine/<drop_id>/ with report.json."""
+    drop = connection.execute("SELECT operator, feed, file_name, manifest_name, sha256, bytes, raw_path, contract_id, contract_version "
+                              "FROM drops WHERE drop_id = ?", [drop_id]).fetchone()
+    operator, feed, file_name, manifest_name, sha, size, raw_path, contract_id, contract_version = drop
+    target = settings.quarantine / drop_id
+    storage.ensure_dir(target)
+    raw = settings.resolve(raw_path) or Path("")
+    copy_atomic(raw, target / file_name)
+    raw_manifest = raw.with_name(raw.name + MANIFEST_SUFFIX)
+    if raw_manifest.exists():
+        copy_atomic(raw_manifest, target / manifest_name)
+    reason = one_line(reason)
+    _report(target / "report.json", {
+        "drop_id": drop_id, "operator": operator, "feed": feed, "file": file_name, "manifest": manifest_name,
+        "sha256": sha, "bytes": size, "contract_id": contract_id, "contract_version": contract_version,
+        "stage": stage, "reason": reason, "rows_loaded": rows, "failed_rules": failed_rules,
+        "quarantined_at": utcnow().isoformat(),
+        "note": "Row numbers count data rows from 1 (header excluded). Values are never reported.",
+    })
+    with transaction(connection):
+        connection.execute(
+            "UPDATE drops SET status = 'quarantined', reason = ?, quarantine_path = ?, raw_path = NULL, validated_at = ?, rows_loaded = ? WHERE drop_id = ?",
+            [reason, settings.stored(target), utcnow(), rows, drop_id],
+        )
+        audit_drop(connection, settings, "drop_quarantined", drop_id, run_id, stage=stage, reason=reason,
+               failed_rules=sorted({item["rule"] for item in failed_rules}))
+    # The quarantine copy is now the only copy we keep of a rejected drop; raw/ holds accepted ones.
+    storage.remove(raw)
+    storage.remove(raw_manifest)
+    shutil.rmtree(settings.staging / drop_id, ignore_errors=True)
+    return DropOutcome(drop_id, operator, feed, "quarantined", reason, failed_rules, rows)
+
+
+def quarantine_before_copy(settings, connection, manifest: Manifest, manifest_path: Path, data_path: Path | None, reason: str, run_id) -> DropOutcome:
+    """A drop whose data file is unusable before any copy (missing, symlink): move what arrived."""
+    manifest_sha = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    drop_id = make_drop_id(manifest.operator, manifest.feed, manifest.window_start, manifest.delivery, manifest_sha)
+    target = settings.quarantine / drop_id
+    storage.ensure_dir(target)
+    moved = [manifest_path.name]
+    storage.move(manifest_path, target / manifest_path.name)
+    if data_path is not None and (data_path.exists() or storage.is_symlink(data_path)):
+        storage.move(data_path, target / data_path.name)  # a symlink moves as a link, never followed
+        moved.append(data_path.name)
+    _report(target / "report.json", {
+        "drop_id": drop_id, "operator": manifest.operator, "feed": manifest.feed, "file": manifest.file,
+        "sha256": None, "manifest_sha256": manifest_sha, "stage": "manifest", "reason": reason, "files": moved,
+        "failed_rules": [{"rule": "data_file_usable", "engine": "manifest", "details": reason}],
+    })
+    with transaction(connection):
+        connection.execute("DELETE FROM drops WHERE drop_id = ?", [drop_id])
+        connection.execute(
+            "INSERT INTO drops (drop_id, operator, feed, file_name, manifest_name, sha256, bytes, row_count, window_start, window_end, "
+            "delivery, key_id, received_at, contract_version, status, reason, quarantine_path, run_id) "
+            "VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?, 'quarantined', ?, ?, ?)",
+            [drop_id, manifest.operator, manifest.feed, manifest.file, manifest_path.name, manifest.row_count, manifest.window_start,
+             manifest.window_end, manifest.delivery, manifest.key_id, utcnow(), manifest.contract_version, reason, settings.stored(target), run_id],
+        )
+        audit_drop(connection, settings, "drop_received", drop_id, run_id, operator=manifest.operator, feed=manifest.feed, manifest_sha256=manifest_sha)
+        audit_drop(connection, settings, "drop_quarantined", drop_id, run_id, stage="manifest", reason=reason)
+    return DropOutcome(drop_id, manifest.operator, manifest.feed, "quarantined", reason)
+
+
+def record_duplicate(settings, connection, manifest: Manifest, manifest_name: str, data_path: Path, manifest_path: Path,
+                      drop_id: str, original_id: str, sha: str, run_id) -> DropOutcome:
+    """Same bytes as a drop already decided: record it, do not process it twice."""
+    existing = connection.execute("SELECT count(*) FROM drops WHERE drop_id LIKE ?", [drop_id + "%"]).fetchone()[0]
+    duplicate_id = f"{drop_id}_dup{existing}" if existing else drop_id
+    reason = f"identical bytes to drop {original_id}"
+    with transaction(connection):
+        connection.execute(
+            "INSERT INTO drops (drop_id, operator, feed, file_name, manifest_name, sha256, bytes, row_count, window_start, window_end, "
+            "delivery, key_id, received_at, contract_version, status, reason, superseded_by, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'duplicate', ?, ?, ?)",
+            [duplicate_id, manifest.operator, manifest.feed, manifest.file, manifest_name, sha, data_path.stat().st_size, manifest.row_count,
+             manifest.window_start, manifest.window_end, manifest.delivery, manifest.key_id, utcnow(), manifest.contract_version,
+             reason, original_id, run_id],
+        )
+        audit_drop(connection, settings, "drop_duplicate", duplicate_id, run_id, original=original_id, sha256=sha)
+    # Its bytes are already kept under the original's raw/ or quarantine/ copy.
+    storage.remove(data_path, missing_ok=False)
+    storage.remove(manifest_path, missing_ok=False)
+    return DropOutcome(duplicate_id, manifest.operator, manifest.feed, "duplicate", reason)
+
+
+def quarantine_unroutable(settings: Settings, connection, entry: UnroutableEntry, run_id: str | None) -> DropOutcome | None:
+    """Move landing entries no window can take into quarantine/unroutable_<hash>/ (never following links)."""
+    folder = settings.landing / entry.operator_dir
+    paths = [folder / name for name in entry.names if (folder / name).exists() or storage.is_symlink(folder / name)]
+    if not paths and entry.names:
+        return None  # already handled by an earlier run
+    digest = hashlib.sha256(os.fsencode(entry.operator_dir))
+    for path in paths:
+        digest.update(os.fsencode(path.name))
+        digest.update(os.readlink(path).encode("utf-8", "surrogateescape") if storage.is_symlink(path) else path.read_bytes())
+    drop_id = f"unroutable_{digest.hexdigest()[:16]}"
+    target = settings.quarantine / drop_id
+    storage.ensure_dir(target)
+    for path in paths:
+        storage.move(path, target / path.name)
+    printable = [name if is_utf8(name) else "hex:" + os.fsencode(name).hex() for name in entry.names]
+    operator = entry.operator_dir if is_utf8(entry.operator_dir) else "hex:" + os.fsencode(entry.operator_dir).hex()
+    reason = one_line(f"unroutable: {entry.reason}")
+    _report(target / "report.json", {
+        "drop_id": drop_id, "operator_folder": operator, "files": printable, "stage": "routing", "reason": reason,
+        "failed_rules": [{"rule": "routable", "engine": "manifest", "details": entry.reason}],
+    })
+    with transaction(connection):
+        connection.execute("DELETE FROM drops WHERE drop_id = ?", [drop_id])
+        connection.execute(
+            "INSERT INTO drops (drop_id, operator, file_name, received_at, status, reason, quarantine_path, run_id) "
+            "VALUES (?, ?, ?, ?, 'quarantined', ?, ?, ?)",
+            [drop_id, operator, ", ".join(printable)[:500], utcnow(), reason, settings.stored(target), run_id],
+        )
+        audit_drop(connection, settings, "drop_received", drop_id, run_id, operator_folder=operator, files=len(paths))
+        audit_drop(connection, settings, "drop_quarantined", drop_id, run_id, stage="routing", reason=reason)
+    return DropOutcome(drop_id, operator, None, "quarantined", reason)
+
+
+# ---------------------------------------------------------------- release and reject
+class QuarantineDecisionError(ValueError):
+    """A release or rejection that cannot be made (one line, no values)."""
+
+
+def quarantined_drops(connection, include_history: bool = False) -> list[dict[str, Any]]:
+    """Quarantined drops, newest first; with history also those released or rejected."""
+    from crowd_platform.common.warehouse import fetch_dicts
+
+    statuses = ["quarantined", "released", "rejected"] if include_history else ["quarantined"]
+    return fetch_dicts(connection, "SELECT drop_id, operator, window_start, status, reason FROM drops "
+                                   "WHERE list_contains(?, status) ORDER BY received_at DESC", [statuses])
+
+
+def drop_record(connection, drop_id: str) -> dict[str, Any]:
+    from crowd_platform.common.warehouse import fetch_dicts
+
+    rows = fetch_dicts(connection, "SELECT * FROM drops WHERE drop_id = ?", [drop_id])
+    if not rows:
+        raise QuarantineDecisionError(f"no drop {drop_id}")
+    return rows[0]
+
+
+def rule_results(connection, drop_id: str) -> list[dict[str, Any]]:
+    """The drop's rule verdicts, failures first (rule names, counts, row numbers: no values)."""
+    from crowd_platform.common.warehouse import fetch_dicts
+
+    return fetch_dicts(connection, "SELECT rule, engine, passed, unexpected_count, example_rows, details FROM check_results "
+                                   "WHERE drop_id = ? ORDER BY passed, rule, engine", [drop_id])
+
+
+def _quarantined(connection, drop_id: str, decision: str) -> dict[str, Any]:
+    drop = drop_record(connection, drop_id)
+    if drop["status"] != "quarantined":
+        raise QuarantineDecisionError(f"drop {drop_id} is {drop['status']}, only quarantined drops can be {decision}")
+    return drop
+
+
+def reject_drop(settings: Settings, connection, drop_id: str, reason: str) -> dict[str, Any]:
+    """Record a final rejection; the bytes stay in quarantine until retention deletes them."""
+    reason = one_line(reason)
+    if not reason:
+        raise QuarantineDecisionError("a rejection needs a one-line reason")
+    drop = _quarantined(connection, drop_id, "rejected")
+    with transaction(connection):
+        connection.execute("UPDATE drops SET status = 'rejected', reason = ? WHERE drop_id = ?",
+                           [one_line(f"rejected: {reason}"), drop_id])
+        audit_drop(connection, settings, "drop_rejected", drop_id, None, reason=reason, previous_reason=drop["reason"])
+    return drop
+
+
+def release_drop(settings: Settings, connection, drop_id: str) -> tuple[dict[str, Any], str]:
+    """Put a quarantined drop back in landing (after a contract fix) for validation again.
+
+    Data first, manifest last (the landing protocol's definition of a complete drop), then the
+    status change with its audit record; only then does the quarantine copy go (its report
+    stays, renamed, as history). Returns the drop and its manifest path relative to landing.
+    """
+    drop = _quarantined(connection, drop_id, "released")
+    folder = settings.resolve(drop["quarantine_path"]) or Path("")
+    data, manifest = folder / (drop["file_name"] or ""), folder / (drop["manifest_name"] or "")
+    if not drop["window_start"] or not drop["manifest_name"] or not data.is_file() or not manifest.is_file():
+        raise QuarantineDecisionError(f"drop {drop_id} has no data file and manifest in quarantine "
+                                      "(unroutable drops cannot be released; re-drop instead)")
+    landing = settings.landing / drop["operator"]
+    storage.ensure_dir(landing)
+    copy_atomic(data, landing / data.name)
+    copy_atomic(manifest, landing / manifest.name)
+    with transaction(connection):
+        connection.execute("UPDATE drops SET status = 'released', reason = NULL, quarantine_path = NULL WHERE drop_id = ?",
+                           [drop_id])
+        audit_drop(connection, settings, "drop_released", drop_id, None, previous_reason=drop["reason"])
+    storage.remove(data)
+    storage.remove(manifest)
+    if (folder / "report.json").exists():
+        storage.move(folder / "report.json", folder / "report.released.json")
+    return drop, f"{drop['operator']}/{manifest.name}"

@@ -1,0 +1,144 @@
+"""The package layout is a contract: who may import whom, and how Dagster loads the location.
+
+Rooms (see docs/architecture.md): `common/` is infrastructure and imports no domain; the
+domains (ingestion, geography, density, publication, alerts, governance) import `common/` and
+domains upstream of them in the data flow, never the code location, the runner or the CLI;
+the runner sits between the CLI and the code location. CROWD_* variables are read only by
+`common/settings.py`, so the list of them there is complete.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "crowd_platform"
+# Data-flow order: a drop is ingested, placed, counted, alerted on, governed.
+FLOW = ("ingestion", "geography", "density", "alerts", "governance")
+# k-anonymisation is a library every domain that publishes uses; it imports only common/.
+LIBRARIES = ("publication",)
+DOMAINS = FLOW + LIBRARIES
+ABOVE_DOMAINS = ("crowd_platform.definitions", "crowd_platform.runner", "crowd_platform.cli")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _imports(path: Path) -> set[str]:
+    """Every crowd_platform module a file imports, at module level or inside functions."""
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names if alias.name.startswith("crowd_platform"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("crowd_platform"):
+            imported.add(node.module)
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return imported
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+MODULES = _modules()
+
+
+def _violations(rooms: tuple[str, ...], forbidden) -> list[str]:
+    problems = []
+    for module, path in sorted(MODULES.items()):
+        if _room(module) not in rooms:
+            continue
+        for target in sorted(_imports(path)):
+            if forbidden(target):
+                problems.append(f"{module} imports {target}")
+    return problems
+
+
+def test_common_imports_no_domain_and_nothing_above():
+    def forbidden(target: str) -> bool:
+        room = _room(target)
+        return room in DOMAINS or target.startswith(ABOVE_DOMAINS) or room in ("simulator", "jobs")
+
+    assert _violations(("common",), forbidden) == []
+
+
+def test_domains_do_not_import_the_location_runner_or_cli():
+    assert _violations(DOMAINS, lambda target: target.startswith(ABOVE_DOMAINS)) == []
+
+
+def test_domain_imports_follow_the_data_flow():
+    """A domain may import domains before it in the flow; an import back up would be a cycle
+    waiting to happen (governance reads every domain, nothing reads governance)."""
+    order = {room: rank for rank, room in enumerate(FLOW)}
+    problems = []
+    for module, path in sorted(MODULES.items()):
+        source_room = _room(module)
+        for target in _imports(path):
+            target_room = _room(target)
+            if source_room in order and target_room in order and order[target_room] > order[source_room]:
+                problems.append(f"{module} imports {target} (downstream of {source_room})")
+            if source_room in LIBRARIES and target_room in DOMAINS and target_room != source_room:
+                problems.append(f"{module} imports {target} (a library imports only common/)")
+    assert problems == []
+
+
+def test_cli_modules_reach_domains_only_through_their_public_functions():
+    """The CLI parses arguments and prints; it must not run SQL of its own."""
+    problems = []
+    for module, path in sorted(MODULES.items()):
+        if _room(module) != "cli":
+            continue
+        source = path.read_text(encoding="utf-8")
+        for statement in ("BEGIN", "COMMIT", "INSERT INTO", "UPDATE ", "DELETE FROM"):
+            if re.search(rf"[\"']\s*{statement}", source):
+                problems.append(f"{module} writes SQL ({statement.strip()})")
+    assert problems == []
+
+
+def test_crowd_variables_are_read_only_by_settings():
+    settings_module = PACKAGE / "common" / "settings.py"
+    readers = re.compile(r"os\.(environ|getenv)[^\n]*CROWD_")
+    problems = [
+        f"{path.relative_to(PACKAGE.parent)}:{number}"
+        for path in PACKAGE.rglob("*.py") if path != settings_module
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if readers.search(line) and "os.environ[" not in line.split("=")[0] + "" and ".get(" in line
+    ]
+    assert problems == []
+
+
+def test_every_documented_variable_is_read_somewhere():
+    from crowd_platform.common.settings import ENVIRONMENT
+
+    sources = "\n".join(path.read_text(encoding="utf-8") for path in PACKAGE.rglob("*.py"))
+    unused = [name for name in ENVIRONMENT
+              if sources.count(name.replace("<OPERATOR>", "")) < 2]  # listed once, read at least once
+    assert unused == []
+
+
+def test_dagster_loads_exactly_one_definitions_from_the_code_location():
+    """What `dagster-webserver -w workspace.yaml` does, without the webserver: the module must
+    hold exactly one Definitions at module scope, or the location fails to load in the UI."""
+    from dagster._core.workspace.autodiscovery import loadable_targets_from_python_module
+
+    targets = loadable_targets_from_python_module("crowd_platform.definitions", str(PACKAGE.parent))
+    assert [target.attribute for target in targets] == ["defs"]
+
+
+@pytest.mark.parametrize("room", DOMAINS)
+def test_every_domain_has_one_home(room):
+    home = PACKAGE / room
+    assert home.is_dir(), f"{room} has no package"
+    if room != "publication":
+        assert (home / "defs.py").exists(), f"{room} has no defs.py wiring its Dagster objects"
