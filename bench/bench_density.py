@@ -109,14 +109,15 @@ def generate(workdir: Path, events: int, seed: int = 7) -> None:
 
 # ------------------------------------------------------------------ variants
 def _shares() -> dict[str, float]:
-    from crowd_platform.density.assets import market_shares
+    from crowd_platform.density.presence import market_shares
     from crowd_platform.common.settings import get_settings
 
     return {op: share for op, share in market_shares(get_settings()).items() if op in OPERATORS}
 
 
 def run_platform(workdir: Path) -> dict[str, float]:
-    from crowd_platform.density.assets import compute_bts_presence, compute_district_density
+    from crowd_platform.density.districts import compute_district_density
+    from crowd_platform.density.presence import compute_bts_presence
     from crowd_platform.common.settings import get_settings
     from crowd_platform.common.warehouse import connect
 

@@ -58,7 +58,7 @@ class Jakarta:
     def __init__(self, settings, subscribers: int, events: int, seed: int):
         import numpy as np
 
-        from crowd_platform.density.assets import market_shares
+        from crowd_platform.density.presence import market_shares
         from crowd_platform.simulator.world import build_world
 
         self.world = build_world(settings, seed)

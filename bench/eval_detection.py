@@ -6,13 +6,13 @@ the same weekday of the 4 previous weeks), a subset of the day's hours, gatherin
 sizes on the last Friday, none before it. The drops go through the platform's own Dagster jobs
 (`crowd_platform.runner.orchestration.process_pending`: the landing sensor, then one range run per
 day of window_job, and daily_job for the baselines), with `config/alert_rules.yaml`. The alerts
-are compared with ground_truth.json by `crowd_platform.cli.evaluate`.
+are compared with ground_truth.json by `crowd_platform.alerts.evaluation`.
 
     .venv/bin/python bench/eval_detection.py --seed 1                 # simulate + process + evaluate
     .venv/bin/python bench/eval_detection.py --seed 1 --evaluate-only # re-read an existing workdir
     .venv/bin/python bench/eval_detection.py --seed 1 --realert config/alert_rules.yaml
         # recompute only the alerts of an existing workdir with a rules file (same function the
-        # crowd_alerts asset calls, lib.alerting.evaluate_range), then evaluate
+        # crowd_alerts asset calls, alerts.engine.evaluate_range), then evaluate
 
 Results go to bench/results/detection_full_scale.json (one entry per seed and rules file).
 Only aggregates are written: counts per district and window, never a subscriber-level value.
@@ -236,7 +236,8 @@ def extend_quiet(settings, seed: int, with_presence_daily: bool) -> dict[str, fl
 
 def recompute_density(settings) -> None:
     """district_density then density_baseline for every simulated day, with the run's config."""
-    from crowd_platform.density.assets import compute_density_baseline, compute_district_density
+    from crowd_platform.density.baseline import compute_density_baseline
+    from crowd_platform.density.districts import compute_district_density
     from crowd_platform.common import warehouse
 
     with warehouse.connect(settings.warehouse_path) as con:
@@ -253,7 +254,8 @@ def recompute_density(settings) -> None:
 def realert(settings, rules_file: str) -> None:
     """crowd_alerts again for every evaluated day, in order, with another rules file."""
     from crowd_platform.common import warehouse
-    from crowd_platform.alerts.alerting import evaluate_range, load_rules
+    from crowd_platform.alerts.engine import evaluate_range
+    from crowd_platform.alerts.rules import load_rules
     from crowd_platform.common.provenance import code_version
 
     rules = load_rules(settings.project_path(rules_file))
@@ -270,7 +272,7 @@ def realert(settings, rules_file: str) -> None:
 
 def _diagnose(con, gatherings: list[dict], alerts, matched: set[str], rules) -> dict:
     """Why a gathering was (not) seen and what the false alerts are: district aggregates only."""
-    from crowd_platform.alerts.alerting import Observation, score
+    from crowd_platform.alerts.rules import Observation, score
     from crowd_platform.common.timeutil import parse_utc
 
     per_gathering = []
@@ -313,9 +315,9 @@ def _diagnose(con, gatherings: list[dict], alerts, matched: set[str], rules) -> 
 
 
 def evaluate_workdir(settings, rules_file: str) -> dict:
-    from crowd_platform.cli.evaluate import evaluate, load_inputs
+    from crowd_platform.alerts.evaluation import evaluate, load_inputs
     from crowd_platform.common import warehouse
-    from crowd_platform.alerts.alerting import load_rules
+    from crowd_platform.alerts.rules import load_rules
 
     truth = json.loads((settings.home / "ground_truth.json").read_text())
     gatherings = truth["gatherings"]
@@ -341,7 +343,7 @@ def evaluate_workdir(settings, rules_file: str) -> dict:
             report["days"] = sorted(day.isoformat() for day in days)
             out[label] = report
             if label == "main":
-                from crowd_platform.cli.evaluate import matches
+                from crowd_platform.alerts.evaluation import matches
 
                 matched = {a.alert_id for a in alerts for g in gatherings
                            if matches(a, g, inputs["kabkota_of"], settings.window_minutes, 1500.0, 2)}

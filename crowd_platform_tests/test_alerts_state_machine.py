@@ -6,9 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from crowd_platform.alerts.alerting import (
-    AlertRules, Observation, WindowInput, alert_id_for, load_rules, run_windows, score,
-)
+from crowd_platform.alerts.rules import AlertRules, Observation, load_rules, score
+from crowd_platform.alerts.state_machine import WindowInput, alert_id_for, run_windows
 from crowd_platform.common.settings import PROJECT_ROOT
 
 RULES = load_rules(PROJECT_ROOT / "config" / "alert_rules.yaml")

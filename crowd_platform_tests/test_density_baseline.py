@@ -9,7 +9,8 @@ import dagster as dg
 import holidays
 import pytest
 
-from crowd_platform.density.assets import DENSITY_ASSETS, density_baseline, holiday_dates
+from crowd_platform.density.assets import DENSITY_ASSETS, density_baseline
+from crowd_platform.density.baseline import holiday_dates
 from crowd_platform.density.checks import density_baseline_enough_observations
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.settings import get_settings

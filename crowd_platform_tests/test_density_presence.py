@@ -6,7 +6,6 @@ worked out by hand in the comments.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,14 +14,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from crowd_platform.density.assets import (
-    bts_presence,
-    compute_bts_presence,
-    compute_district_density,
-    district_density,
-    district_presence_daily,
-    market_shares,
-)
+from crowd_platform.density.assets import bts_presence, district_density, district_presence_daily
+from crowd_platform.density.districts import compute_district_density
+from crowd_platform.density.presence import compute_bts_presence, market_shares
 from crowd_platform.density.checks import DENSITY_CHECKS
 from crowd_platform.common.contracts import operator_contracts
 from crowd_platform.common.resources import CrowdPlatform
@@ -206,9 +200,7 @@ def test_district_density_apportions_rolls_up_and_scales_by_market_share(home: P
 
 def test_multi_sim_factor_divides_people(home: Path):
     settings = get_settings(home)
-    config = dict(settings.raw_config)
-    config["density"] = {**config["density"], "multi_sim_factor": 2.0}
-    doubled = dataclasses.replace(settings, raw_config=config)
+    doubled = settings.with_config(density={"multi_sim_factor": 2.0})
     end = WINDOW + timedelta(minutes=15)
     with connect(settings.warehouse_path) as con:
         compute_bts_presence(con, settings, WINDOW, end, "run-1", rule="last")
@@ -221,9 +213,7 @@ def test_multi_sim_factor_divides_people(home: Path):
 
 def test_published_density_is_k_anonymous_with_complementary_suppression(home: Path):
     settings = get_settings(home)
-    config = dict(settings.raw_config)
-    config["privacy"] = {"k_anonymity": 3}
-    small_k = dataclasses.replace(settings, raw_config=config)
+    small_k = settings.with_config(privacy={"k_anonymity": 3})
     end = WINDOW + timedelta(minutes=15)
     with connect(settings.warehouse_path) as con:
         compute_bts_presence(con, small_k, WINDOW, end, "run-1", rule="last")

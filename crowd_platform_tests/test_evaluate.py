@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from crowd_platform.cli import main
-from crowd_platform.cli.evaluate import Alert, evaluate, matches
+from crowd_platform.alerts.evaluation import Alert, evaluate, matches
 from crowd_platform.alerts.assets import crowd_alerts
 from crowd_platform.common.partitions import range_tags, window_key
 from crowd_platform.common.resources import CrowdPlatform

@@ -7,7 +7,8 @@ from typing import Any
 import dagster as dg
 
 from crowd_platform.common import audit
-from crowd_platform.alerts.alerting import SITE_LEVEL, evaluate_range, rules_from_settings
+from crowd_platform.alerts.engine import evaluate_range
+from crowd_platform.alerts.rules import SITE_LEVEL, rules_from_settings
 from crowd_platform.alerts.delivery import (
     DeliveryResult, http_targets, load_templates, post_with_retries, render_messages, request_id_for, write_outbox_file,
 )

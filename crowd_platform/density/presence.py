@@ -1,0 +1,138 @@
+"""Presence: unique subscribers per cell and site per window, and per district per day.
+
+Computed in DuckDB from the accepted event drops of a range (``drops.lake_path``, never a
+glob over the lake); each step replaces its range in one transaction with its audit record,
+so reruns never double count. ``bts_presence`` is internal, never published.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from crowd_platform.common import audit
+from crowd_platform.common import storage
+from crowd_platform.common.contracts import operator_contracts
+from crowd_platform.common.settings import Settings
+from crowd_platform.common.warehouse import fetch_dicts, read_sql, transaction
+
+LOCATION_RULES = ("any", "last", "modal")
+
+
+class DensityError(RuntimeError):
+    """A one-line reason a density step cannot run (bad config, missing market share)."""
+
+
+def market_shares(settings: Settings) -> dict[str, float]:
+    """Operator -> market share, from the operators' data contracts (the single source)."""
+    shares = {}
+    for operator, contract in operator_contracts(settings.contracts_dir).items():
+        share = contract.market_share
+        if share is not None:
+            if not 0 < share <= 1:
+                raise DensityError(f"{contract.contract_id}: market_share must be in (0, 1], not {share}")
+            shares[operator] = share
+    return shares
+
+
+def load_presence_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Register the accepted event drops of [start, end) and the ``presence_events`` view.
+
+    Returns the drops (drop_id, operator, window_start, lake_path, contract_version).
+    """
+    inputs = fetch_dicts(con, read_sql("bts_presence_inputs"), {"start": start, "end": end})
+    for row in inputs:
+        # Local path, or the object through the fsspec filesystem registered on this connection.
+        row["lake_path"] = storage.duckdb_path(con, settings.resolve(row["lake_path"]))
+    frame = pl.DataFrame(
+        inputs,
+        schema={"drop_id": pl.String, "operator": pl.String, "window_start": pl.Datetime("us", "UTC"),
+                "lake_path": pl.String, "contract_version": pl.String},
+    )
+    con.register("presence_inputs_frame", frame)
+    con.execute("CREATE OR REPLACE TEMP TABLE presence_inputs AS SELECT * FROM presence_inputs_frame")
+    con.unregister("presence_inputs_frame")
+    if inputs:
+        con.execute("SET VARIABLE presence_files = $files", {"files": [row["lake_path"] for row in inputs]})
+        con.execute(read_sql("bts_presence_cells"))
+        con.execute(read_sql("bts_presence_events"))
+    return inputs
+
+
+def register_geography(con: duckdb.DuckDBPyConnection, settings: Settings, operators: list[str]) -> None:
+    """Temp tables operator_shares, district_ancestry and effective_district_weights."""
+    shares = market_shares(settings)
+    missing = sorted(set(operators) - set(shares))
+    if missing:
+        raise DensityError(f"no market_share in the data contract of: {', '.join(missing)}")
+    frame = pl.DataFrame(
+        {"operator": list(shares), "market_share": list(shares.values())},
+        schema={"operator": pl.String, "market_share": pl.Float64},
+    )
+    con.register("operator_shares_frame", frame)
+    con.execute("CREATE OR REPLACE TEMP TABLE operator_shares AS SELECT * FROM operator_shares_frame")
+    con.unregister("operator_shares_frame")
+    con.execute(read_sql("district_density_ancestry"))
+    con.execute(read_sql("district_density_weights"))
+
+
+def compute_bts_presence(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
+                         run_id: str | None, rule: str | None = None) -> dict[str, Any]:
+    """Replace bts_presence for [start, end) in one transaction; return summary counts."""
+    rule = rule or settings.config.density.location_rule
+    if rule not in LOCATION_RULES:
+        raise DensityError(f"unknown location rule {rule!r}")
+    with transaction(con):
+        inputs = load_presence_inputs(con, settings, start, end)
+        con.execute(read_sql("bts_presence_delete"), {"start": start, "end": end})
+        if inputs:
+            con.execute(read_sql(f"bts_presence_{rule}"), {"run_id": run_id})
+        summary = con.execute(
+            """SELECT count(*) FILTER (WHERE place_level = 'cell'), count(*) FILTER (WHERE place_level = 'site'),
+                      count(DISTINCT window_start), count(DISTINCT operator)
+               FROM bts_presence WHERE window_start >= $start AND window_start < $end""",
+            {"start": start, "end": end},
+        ).fetchone()
+        result = {
+            "location_rule": rule,
+            "drops": len(inputs),
+            "cell_rows": summary[0],
+            "site_rows": summary[1],
+            "windows": summary[2],
+            "operators": summary[3],
+        }
+        audit.append(con, "bts_presence.materialize", purpose=settings.purpose, object_kind="window_range",
+                     object_id=f"{start.isoformat()}/{end.isoformat()}", run_id=run_id,
+                     details={**result, "drop_ids": [row["drop_id"] for row in inputs]})
+    return result
+
+
+def compute_district_presence_daily(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
+                                    run_id: str | None) -> dict[str, Any]:
+    """Replace district_presence_daily for the UTC days in [start, end), one SQL pass per day."""
+    days = []
+    day = start
+    while day < end:
+        days.append(day)
+        day += timedelta(days=1)
+    with transaction(con):
+        con.execute(read_sql("district_presence_daily_delete"),
+                    {"first_day": start.date(), "last_day": (end - timedelta(days=1)).date()})
+        total_drops = 0
+        for day_start in days:
+            inputs = load_presence_inputs(con, settings, day_start, day_start + timedelta(days=1))
+            if not inputs:
+                continue
+            total_drops += len(inputs)
+            register_geography(con, settings, sorted({row["operator"] for row in inputs}))
+            con.execute(read_sql("district_presence_daily"), {"day": day_start.date(), "run_id": run_id})
+        rows = con.execute(
+            "SELECT count(*) FROM district_presence_daily WHERE day >= $first AND day < $last",
+            {"first": start.date(), "last": end.date()}).fetchone()[0]
+        result = {"days": len(days), "drops": total_drops, "rows": rows}
+        audit.append(con, "district_presence_daily.materialize", purpose=settings.purpose, object_kind="day_range",
+                     object_id=f"{start.date()}/{end.date()}", run_id=run_id, details=result)
+    return result
