@@ -131,7 +131,7 @@ def run_platform(workdir: Path) -> dict[str, float]:
 
 
 HANDWRITTEN = """
--- The best single query we know for these numbers: the techniques of sql/bts_presence_last.sql
+-- The best single query we know for these numbers: the techniques of sql/density/bts_presence_last.sql
 -- (64-bit hash of the subscriber key, one max() over packed (event time, cell rank)) without the
 -- platform's steps, temp tables, transaction, audit and k-anonymised publication.
 WITH cells AS (

@@ -83,3 +83,23 @@ def test_asset_graph_matches_snapshot():
         SNAPSHOT.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     expected = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
     assert current == expected, "asset graph changed: review the lineage change, then UPDATE_SNAPSHOTS=1"
+
+
+def test_domain_policy_gives_every_asset_its_domain_version_and_tag():
+    """One convention: group = domain, owner = the domain's team, code_version = a hash of the
+    domain's code and SQL; a change in one domain does not mark another domain's assets changed."""
+    from crowd_platform.common.provenance import domain_code_version
+    from crowd_platform.definitions import DOMAIN_OWNERS
+
+    graph = defs.resolve_asset_graph()
+    seen = set()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        domain = node.group_name
+        seen.add(domain)
+        assert domain in DOMAIN_OWNERS, f"{key.to_user_string()} is in no domain"
+        assert node.code_version == domain_code_version(domain)
+        assert node.tags.get("domain") == domain
+        assert list(node.owners) == [DOMAIN_OWNERS[domain]]
+    assert seen == set(DOMAIN_OWNERS)
+    assert len({domain_code_version(domain) for domain in DOMAIN_OWNERS}) == len(DOMAIN_OWNERS)

@@ -13,25 +13,18 @@ from crowd_platform.alerts.delivery import (
     DeliveryResult, http_targets, load_templates, post_with_retries, render_messages, request_id_for, write_outbox_file,
 )
 from crowd_platform.publication.kanon import publishable
-from crowd_platform.common.partitions import single_run, window_bounds, window_partitions
+from crowd_platform.common.partitions import window_asset, window_bounds
 from crowd_platform.common.provenance import code_version
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform.common.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sql, transaction
+from crowd_platform.common.warehouse import fetch_dicts, read_sql, transaction
 from crowd_platform.common.asset_metadata import table_metadata
 from crowd_platform.common.crashpoints import crash_point
 
-ALERTS_CODE_VERSION = "alerts-1"
 
 
-@dg.asset(
-    partitions_def=window_partitions,
-    backfill_policy=single_run,
+@window_asset(
     deps=["district_density", "bts_presence", "density_baseline"],
-    pool=WAREHOUSE_POOL,
-    group_name="alerts",
-    owners=["team:alerts"],
     kinds={"duckdb", "python"},
-    code_version=ALERTS_CODE_VERSION,
     description=(
         "Crowd alerts per site and district level: robust z, ratio and excess against the place's "
         "baseline (config/alert_rules.yaml), opened after consecutive windows, escalated by severity band, "
@@ -71,10 +64,10 @@ def crowd_alerts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
 
 def _cells_for(con, level: str, place_id: str, at: datetime, radius_m: float) -> list[tuple[str, list[str]]]:
     if level == SITE_LEVEL:
-        rows = con.execute(read_sql("broadcast_requests_site_cells"),
+        rows = con.execute(read_sql("alerts/broadcast_requests_site_cells"),
                            {"site_id": place_id, "at": at, "radius_m": radius_m}).fetchall()
     else:
-        rows = con.execute(read_sql("broadcast_requests_district_cells"),
+        rows = con.execute(read_sql("alerts/broadcast_requests_district_cells"),
                            {"level": level, "district_code": place_id, "at": at}).fetchall()
     return [(operator, list(cell_ids)) for operator, cell_ids in rows if cell_ids]
 
@@ -85,7 +78,7 @@ def build_requests(con, settings, start: datetime, end: datetime) -> list[dict[s
     radius_m = float(templates.get("site_neighbour_radius_m", 500))
     k = settings.k_anonymity
     requests_out = []
-    for row in fetch_dicts(con, read_sql("broadcast_requests_transitions"), {"start": start, "end": end}):
+    for row in fetch_dicts(con, read_sql("alerts/broadcast_requests_transitions"), {"start": start, "end": end}):
         window_start = row["window_start"].astimezone(timezone.utc)
         messages = render_messages(templates, row["transition"], row["level"], row["place_name"] or row["place_id"],
                                    row["place_id"], int(row["severity"]))
@@ -113,15 +106,9 @@ def build_requests(con, settings, start: datetime, end: datetime) -> list[dict[s
     return requests_out
 
 
-@dg.asset(
-    partitions_def=window_partitions,
-    backfill_policy=single_run,
+@window_asset(
     deps=["crowd_alerts", "bts_district_weights", "bts_registry"],
-    pool=WAREHOUSE_POOL,
-    group_name="alerts",
-    owners=["team:alerts"],
     kinds={"duckdb", "python"},
-    code_version=ALERTS_CODE_VERSION,
     description=(
         "Per-operator broadcast requests for opened/escalated alerts: the operator's cells covering the "
         "alert area and the message in Bahasa Indonesia and English. Idempotent request_id; written to "

@@ -42,10 +42,10 @@ def load_prior_state(con: Any, window_before: datetime) -> dict[tuple[str, str],
 
 def load_window_inputs(con: Any, start: datetime, end: datetime, rules: AlertRules, step_size: timedelta) -> list[WindowInput]:
     district_levels = [level for level in rules.levels if level != SITE_LEVEL]
-    rows = con.execute(read_sql("crowd_alerts_observations"),
+    rows = con.execute(read_sql("alerts/crowd_alerts_observations"),
                        {"start": start, "end": end, "levels": district_levels or ["<none>"],
                         "include_sites": SITE_LEVEL in rules.levels}).fetchall()
-    days_with_baseline = {day for (day,) in con.execute(read_sql("crowd_alerts_baseline_days"),
+    days_with_baseline = {day for (day,) in con.execute(read_sql("alerts/crowd_alerts_baseline_days"),
                                                         {"start": start, "end": end, "levels": list(rules.levels)}).fetchall()}
     by_window: dict[datetime, dict[tuple[str, str], Observation]] = {}
     for window_start, level, place_id, observed, median, mad, drop_ids in rows:
@@ -86,7 +86,7 @@ def _refresh_alert_rows(con: Any, alert_ids: set[str], run_id: str | None, code_
         kinds = [row["transition"] for row in transitions]
         closed = [row["window_start"] for row in transitions if row["transition"] == "closed"]
         status = "closed" if closed else ("escalated" if "escalated" in kinds else "open")
-        place_name = con.execute(read_sql("crowd_alerts_place_name"),
+        place_name = con.execute(read_sql("alerts/crowd_alerts_place_name"),
                                  {"level": state["level"], "place_id": state["place_id"]}).fetchone()
         drop_ids = sorted(state["drop_ids"] or [])
         insert_rows(con, "crowd_alerts", {

@@ -76,3 +76,21 @@ def range_tags(first_key: str, last_key: str) -> dict[str, str]:
         "dagster/asset_partition_range_start": first_key,
         "dagster/asset_partition_range_end": last_key,
     }
+
+
+def _warehouse_asset(partitions_def: dg.PartitionsDefinition, **asset_kwargs):
+    from crowd_platform.common.warehouse import WAREHOUSE_POOL
+
+    return dg.asset(partitions_def=partitions_def, backfill_policy=single_run, pool=WAREHOUSE_POOL, **asset_kwargs)
+
+
+def window_asset(**asset_kwargs):
+    """``@dg.asset`` for a table computed per 15-minute window: window partitions, one run for a
+    range of windows (a backfill is one run, not one per window), and the warehouse pool.
+    Group, owners and code version come from the domain policy in definitions.py."""
+    return _warehouse_asset(window_partitions, **asset_kwargs)
+
+
+def day_asset(**asset_kwargs):
+    """``@dg.asset`` for a table computed per UTC day, otherwise as :func:`window_asset`."""
+    return _warehouse_asset(daily_partitions, **asset_kwargs)

@@ -23,7 +23,8 @@ SCHEMA_DIR = SQL_DIR / "schema"
 
 
 def read_sql(name: str) -> str:
-    """Text of ``sql/<name>.sql`` (one model per file, named after the asset it builds)."""
+    """Text of ``sql/<domain>/<name>.sql`` (one model per file, named after the asset it builds),
+    e.g. ``read_sql("density/district_density")``."""
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
 

@@ -12,17 +12,14 @@ from typing import Any
 
 import dagster as dg
 
-from crowd_platform.common.partitions import daily_partitions, single_run, window_bounds, window_partitions
+from crowd_platform.common.partitions import day_asset, window_asset, window_bounds
 from crowd_platform.common.provenance import code_version
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform.common.warehouse import WAREHOUSE_POOL
 from crowd_platform.common.asset_metadata import table_metadata
 from crowd_platform.density.baseline import BASELINE_LOOKBACK_DAYS, compute_density_baseline
 from crowd_platform.density.districts import compute_district_density
 from crowd_platform.density.presence import compute_bts_presence, compute_district_presence_daily
 
-GROUP = "density"
-OWNERS = ["team:density"]
 
 
 def _metadata(result: dict[str, Any], start: datetime, end: datetime) -> dict[str, Any]:
@@ -30,15 +27,9 @@ def _metadata(result: dict[str, Any], start: datetime, end: datetime) -> dict[st
     return {**result, "range_start": start.isoformat(), "range_end": end.isoformat()}
 
 
-@dg.asset(
-    partitions_def=window_partitions,
-    backfill_policy=single_run,
+@window_asset(
     deps=["staged_events", "bts_registry"],
-    pool=WAREHOUSE_POOL,
-    group_name=GROUP,
-    owners=OWNERS,
     kinds={"duckdb", "sql"},
-    code_version="bts_presence-1",
     description="Unique subscribers per cell and per site, per operator and 15-minute window (internal, "
                 "never published). Location rule from density.location_rule: any | last | modal.",
 )
@@ -55,15 +46,9 @@ def bts_presence(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     return dg.MaterializeResult(metadata={**_metadata(result, start, end), **table, "code_version": code_version()})
 
 
-@dg.asset(
-    partitions_def=window_partitions,
-    backfill_policy=single_run,
+@window_asset(
     deps=["bts_presence", "bts_district_weights", "districts"],
-    pool=WAREHOUSE_POOL,
-    group_name=GROUP,
-    owners=OWNERS,
     kinds={"duckdb", "sql"},
-    code_version="district_density-1",
     description="People per district at every level and window: site subscribers apportioned by "
                 "bts_district_weights, rolled up by parent_code, scaled by market share and multi-SIM "
                 "factor, per km2 of land. Also writes district_density_published (k-anonymised).",
@@ -84,15 +69,9 @@ def district_density(context: dg.AssetExecutionContext, crowd: CrowdPlatform) ->
     return dg.MaterializeResult(metadata={**_metadata(result, start, end), **table, "code_version": code_version()})
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
+@day_asset(
     deps=["staged_events", "bts_registry", "bts_district_weights", "districts"],
-    pool=WAREHOUSE_POOL,
-    group_name=GROUP,
-    owners=OWNERS,
     kinds={"duckdb", "sql"},
-    code_version="district_presence_daily-1",
     description="Unique subscribers per district per UTC day at every level, each subscriber counted at most "
                 "once per district (any-style presence over the day, apportioned by site weights). Internal.",
 )
@@ -108,18 +87,12 @@ def district_presence_daily(context: dg.AssetExecutionContext, crowd: CrowdPlatf
 BASELINE_HISTORY_MAPPING = dg.TimeWindowPartitionMapping(start_offset=-BASELINE_LOOKBACK_DAYS, end_offset=-1)
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
+@day_asset(
     deps=[
         dg.AssetDep("district_density", partition_mapping=BASELINE_HISTORY_MAPPING),
         dg.AssetDep("bts_presence", partition_mapping=BASELINE_HISTORY_MAPPING),
     ],
-    pool=WAREHOUSE_POOL,
-    group_name=GROUP,
-    owners=OWNERS,
     kinds={"duckdb", "sql"},
-    code_version="density_baseline-1",
     description="Baseline used on day D (from data before D only): median and MAD per place (site and every "
                 "district level) and local time of day, over the same weekday of the previous weeks "
                 "(kind=weekly) or, with too little history, the previous days (kind=bootstrap). "

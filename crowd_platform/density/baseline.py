@@ -36,8 +36,8 @@ def compute_density_baseline(con: duckdb.DuckDBPyConnection, settings: Settings,
             lookback_start = day_start - timedelta(days=BASELINE_LOOKBACK_DAYS)
             # Local dates of the history can run one day past the UTC day: include it.
             excluded = holiday_dates(options.holidays_country, lookback_start.date(), day_start.date() + timedelta(days=1))
-            con.execute(read_sql("density_baseline_delete"), {"day": day_start.date()})
-            con.execute(read_sql("density_baseline"), {
+            con.execute(read_sql("density/density_baseline_delete"), {"day": day_start.date()})
+            con.execute(read_sql("density/density_baseline"), {
                 "day_start": day_start, "lookback_start": lookback_start, "holidays": excluded,
                 "weeks": options.baseline_weeks, "min_obs": options.baseline_min_obs,
                 "bootstrap_days": options.baseline_bootstrap_days, "local_tz": options.local_timezone, "run_id": run_id,

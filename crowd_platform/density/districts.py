@@ -32,9 +32,9 @@ def publish_density(con: duckdb.DuckDBPyConnection, settings: Settings, start: d
     (write-audit-publish: a violation raises and the transaction rolls back).
     """
     k = settings.k_anonymity
-    source = pl.DataFrame(fetch_dicts(con, read_sql("district_density_published_input"), {"start": start, "end": end}),
+    source = pl.DataFrame(fetch_dicts(con, read_sql("density/district_density_published_input"), {"start": start, "end": end}),
                           schema=PUBLISH_INPUT_SCHEMA)
-    con.execute(read_sql("district_density_published_delete"), {"start": start, "end": end})
+    con.execute(read_sql("density/district_density_published_delete"), {"start": start, "end": end})
     if source.is_empty():
         return {"published": 0, "primary": 0, "complementary": 0}
     parts = [
@@ -77,8 +77,8 @@ def compute_district_density(con: duckdb.DuckDBPyConnection, settings: Settings,
         {"start": start, "end": end}).fetchall()]
     with transaction(con):
         register_geography(con, settings, operators)
-        con.execute(read_sql("district_density_delete"), {"start": start, "end": end})
-        con.execute(read_sql("district_density"),
+        con.execute(read_sql("density/district_density_delete"), {"start": start, "end": end})
+        con.execute(read_sql("density/district_density"),
                     {"start": start, "end": end, "multi_sim_factor": settings.config.density.multi_sim_factor, "run_id": run_id})
         rows, windows, levels = con.execute(
             "SELECT count(*), count(DISTINCT window_start), count(DISTINCT level) FROM district_density "

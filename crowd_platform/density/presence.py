@@ -43,7 +43,7 @@ def load_presence_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, sta
 
     Returns the drops (drop_id, operator, window_start, lake_path, contract_version).
     """
-    inputs = fetch_dicts(con, read_sql("bts_presence_inputs"), {"start": start, "end": end})
+    inputs = fetch_dicts(con, read_sql("density/bts_presence_inputs"), {"start": start, "end": end})
     for row in inputs:
         # Local path, or the object through the fsspec filesystem registered on this connection.
         row["lake_path"] = storage.duckdb_path(con, settings.resolve(row["lake_path"]))
@@ -57,8 +57,8 @@ def load_presence_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, sta
     con.unregister("presence_inputs_frame")
     if inputs:
         con.execute("SET VARIABLE presence_files = $files", {"files": [row["lake_path"] for row in inputs]})
-        con.execute(read_sql("bts_presence_cells"))
-        con.execute(read_sql("bts_presence_events"))
+        con.execute(read_sql("density/bts_presence_cells"))
+        con.execute(read_sql("density/bts_presence_events"))
     return inputs
 
 
@@ -75,8 +75,8 @@ def register_geography(con: duckdb.DuckDBPyConnection, settings: Settings, opera
     con.register("operator_shares_frame", frame)
     con.execute("CREATE OR REPLACE TEMP TABLE operator_shares AS SELECT * FROM operator_shares_frame")
     con.unregister("operator_shares_frame")
-    con.execute(read_sql("district_density_ancestry"))
-    con.execute(read_sql("district_density_weights"))
+    con.execute(read_sql("density/district_density_ancestry"))
+    con.execute(read_sql("density/district_density_weights"))
 
 
 def compute_bts_presence(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
@@ -87,9 +87,9 @@ def compute_bts_presence(con: duckdb.DuckDBPyConnection, settings: Settings, sta
         raise DensityError(f"unknown location rule {rule!r}")
     with transaction(con):
         inputs = load_presence_inputs(con, settings, start, end)
-        con.execute(read_sql("bts_presence_delete"), {"start": start, "end": end})
+        con.execute(read_sql("density/bts_presence_delete"), {"start": start, "end": end})
         if inputs:
-            con.execute(read_sql(f"bts_presence_{rule}"), {"run_id": run_id})
+            con.execute(read_sql(f"density/bts_presence_{rule}"), {"run_id": run_id})
         summary = con.execute(
             """SELECT count(*) FILTER (WHERE place_level = 'cell'), count(*) FILTER (WHERE place_level = 'site'),
                       count(DISTINCT window_start), count(DISTINCT operator)
@@ -119,7 +119,7 @@ def compute_district_presence_daily(con: duckdb.DuckDBPyConnection, settings: Se
         days.append(day)
         day += timedelta(days=1)
     with transaction(con):
-        con.execute(read_sql("district_presence_daily_delete"),
+        con.execute(read_sql("density/district_presence_daily_delete"),
                     {"first_day": start.date(), "last_day": (end - timedelta(days=1)).date()})
         total_drops = 0
         for day_start in days:
@@ -128,7 +128,7 @@ def compute_district_presence_daily(con: duckdb.DuckDBPyConnection, settings: Se
                 continue
             total_drops += len(inputs)
             register_geography(con, settings, sorted({row["operator"] for row in inputs}))
-            con.execute(read_sql("district_presence_daily"), {"day": day_start.date(), "run_id": run_id})
+            con.execute(read_sql("density/district_presence_daily"), {"day": day_start.date(), "run_id": run_id})
         rows = con.execute(
             "SELECT count(*) FROM district_presence_daily WHERE day >= $first AND day < $last",
             {"first": start.date(), "last": end.date()}).fetchone()[0]

@@ -21,8 +21,6 @@ from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.warehouse import WAREHOUSE_POOL, read_sql, transaction
 from crowd_platform.common.asset_metadata import table_metadata
 
-GROUP = "geography"
-OWNERS = ["team:geography"]
 DISTRICT_COLUMNS = ["district_code", "level", "level_rank", "name", "parent_code", "code_kemendagri",
                     "is_admin_unit", "area_km2", "population", "geometry_wkb", "land_area_km2"]
 
@@ -57,11 +55,8 @@ def _table_metadata(crowd: CrowdPlatform, table: str, lineage: dict | None) -> d
 
 
 @dg.asset(
-    group_name=GROUP,
-    owners=OWNERS,
     kinds={"duckdb", "geopandas"},
     pool=WAREHOUSE_POOL,
-    code_version="1",
     description="Administrative units at every configured level (geography.levels, finest first): BPS and "
                 "Kemendagri codes, projected area and land area (km²), Kemendagri 2025 population distributed "
                 "by land area, WKB geometry; plus district_hierarchy (finest unit -> code at every level) and a "
@@ -96,11 +91,8 @@ def districts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.Mat
 
 
 @dg.asset(
-    group_name=GROUP,
-    owners=OWNERS,
     kinds={"duckdb"},
     pool=WAREHOUSE_POOL,
-    code_version="1",
     deps=["districts", "staged_events"],
     description="Versioned cell registry (valid_from/valid_to) from every accepted cell-list drop "
                 "(full snapshots per operator). Moves > geography.move_threshold_m open a new version; "
@@ -131,7 +123,7 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
         observations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
         con.register("cell_observations", observations)
         con.register("operator_mnc", operator_mnc)
-        screened = con.execute(read_sql("bts_registry_screen"),
+        screened = con.execute(read_sql("geography/bts_registry_screen"),
                                {"west": west, "east": east, "south": south, "north": north}).df()
         unit_frame = _load_districts(con)
     finest = unit_frame[unit_frame["level_rank"] == unit_frame["level_rank"].min()]
@@ -145,7 +137,7 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
 
     with crowd.warehouse() as con:
         con.register("cell_accepted", accepted)
-        registry = con.execute(read_sql("bts_registry"), {"move_m": config.move_threshold_m}).df()
+        registry = con.execute(read_sql("geography/bts_registry"), {"move_m": config.move_threshold_m}).df()
         registry["site_id"] = geo.site_ids(registry["operator"].tolist(), registry["lon"].to_numpy(),
                                            registry["lat"].to_numpy(), config.site_decimals)
         reject_rows = pd.DataFrame({
@@ -177,11 +169,8 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
 
 
 @dg.asset(
-    group_name=GROUP,
-    owners=OWNERS,
     kinds={"duckdb", "shapely"},
     pool=WAREHOUSE_POOL,
-    code_version="1",
     deps=["bts_registry", "districts"],
     description="Voronoi tessellation of sites per operator (scope=<operator>) and of all operators' sites "
                 "(scope='all'), clipped to land (admin units), with area in km² (projected). Covers every site "
@@ -218,11 +207,8 @@ def bts_coverage(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
 
 
 @dg.asset(
-    group_name=GROUP,
-    owners=OWNERS,
     kinds={"duckdb"},
     pool=WAREHOUSE_POOL,
-    code_version="1",
     deps=["bts_coverage"],
     description="Per (site_id, scope) the share of the site's subscribers in each finest-level district "
                 "(geography.weights_method: voronoi_area, optionally population-weighted, or point_in_polygon). "

@@ -8,13 +8,11 @@ import dagster as dg
 
 from crowd_platform.common import audit
 from crowd_platform.governance.audit_chain import verify_chain, write_checkpoint
-from crowd_platform.common.provenance import code_version
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.governance.retention import apply_retention, outcome_summary
 from crowd_platform.common.warehouse import WAREHOUSE_POOL, connect
 from crowd_platform.common.timeutil import parse_utc_or_none
 
-OWNERS = ["team:governance"]
 
 
 class RetentionConfig(dg.Config):
@@ -29,11 +27,8 @@ def _parse_time(value: str) -> datetime | None:
 
 
 @dg.asset(
-    group_name="governance",
-    owners=OWNERS,
     kinds={"duckdb", "python"},
     pool=WAREHOUSE_POOL,
-    code_version=code_version(),
     description=(
         "Deletes raw drops, lake partitions, quarantine, staging leftovers and warehouse rows past the "
         "retention declared in the data contracts, rebuilds the DuckDB file so no deleted bytes remain, "
@@ -69,11 +64,8 @@ def retention(context: dg.AssetExecutionContext, config: RetentionConfig, crowd:
 
 @dg.asset(
     name="audit_log",
-    group_name="governance",
-    owners=OWNERS,
     kinds={"duckdb", "python"},
     pool=WAREHOUSE_POOL,
-    code_version=code_version(),
     description=(
         "Verifies the hash-chained audit log (and every earlier witness checkpoint) and exports today's "
         "checkpoint (date, last seq, last record_hash, count) to witness/<date>.json and the append-only "

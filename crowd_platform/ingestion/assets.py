@@ -19,13 +19,10 @@ from crowd_platform.ingestion.drops import DropOutcome
 from crowd_platform.ingestion.ingest import gx_drops_per_run, gx_sample, ingest_drop
 from crowd_platform.ingestion.publish import publish_window
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX
-from crowd_platform.common.partitions import single_run, window_bounds, window_partitions
-from crowd_platform.common.provenance import code_version
+from crowd_platform.common.partitions import window_asset, window_bounds
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform.common.warehouse import WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
-OWNERS = ["team:data-engineering"]
 
 
 class OperatorDropsConfig(dg.Config):
@@ -43,14 +40,8 @@ def _outcome_table(outcomes: list[DropOutcome]) -> str:
     return "\n".join(lines)
 
 
-@dg.asset(
-    partitions_def=window_partitions,
-    backfill_policy=single_run,
-    pool=WAREHOUSE_POOL,
-    group_name="ingestion",
-    owners=OWNERS,
+@window_asset(
     kinds={"duckdb", "parquet", "great_expectations"},
-    code_version=code_version(),
     check_specs=CHECK_SPECS,
     description="Operator drops of the window range: raw copy, manifest check, parse per contract, every contract rule "
                 "(DuckDB + GX); failures quarantined with report.json. The WAP 'write' and 'audit' steps.",
@@ -103,15 +94,9 @@ def operator_drops(context: dg.AssetExecutionContext, crowd: CrowdPlatform, conf
     )
 
 
-@dg.asset(
-    partitions_def=window_partitions,
-    backfill_policy=single_run,
-    pool=WAREHOUSE_POOL,
+@window_asset(
     deps=[operator_drops],
-    group_name="ingestion",
-    owners=OWNERS,
     kinds={"duckdb", "parquet"},
-    code_version=code_version(),
     description="Canonical events of accepted drops in lake/events/ (cells in lake/cells/): the WAP 'publish' of "
                 "validated staging files; a higher delivery supersedes the earlier one.",
 )
