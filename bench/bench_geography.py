@@ -41,12 +41,12 @@ def run_case(kind: str, cells: int, seed: int) -> dict:
     import numpy as np
     import pandas as pd
 
-    from crowd_platform.geography import geo
+    from crowd_platform.geography import boundaries, coverage as coverage_model, registry as cell_registry
     from crowd_platform.common.contracts import operator_contracts
     from crowd_platform.common.settings import get_settings
 
     settings = get_settings(Path(os.environ.get("TMPDIR", "/tmp")) / "crowd_bench_home")  # nothing is written there
-    config = geo.geography_config(settings)
+    config = boundaries.geography_config(settings)
     timings: dict[str, float] = {}
 
     def timed(name, fn):
@@ -56,9 +56,9 @@ def run_case(kind: str, cells: int, seed: int) -> dict:
         print(f"  {kind}/{cells or 'all'} {name}: {timings[name]} s", file=sys.stderr, flush=True)
         return value
 
-    districts, _ = timed("districts", lambda: geo.build_districts(config))
+    districts, _ = timed("districts", lambda: boundaries.build_districts(config))
     valid_from = datetime(2020, 3, 1, tzinfo=timezone.utc)
-    registry = timed("registry", lambda: geo.registry_from_opencellid(
+    registry = timed("registry", lambda: cell_registry.registry_from_opencellid(
         config.cells_reference, settings.contracts_dir, valid_from, config.site_decimals))
     if kind == "reference" and cells:
         registry = registry.head(cells)
@@ -76,16 +76,16 @@ def run_case(kind: str, cells: int, seed: int) -> dict:
                 "lon": base["lon"].to_numpy() + rng.normal(0, 0.027, cells),
                 "lat": base["lat"].to_numpy() + rng.normal(0, 0.027, cells),
             })
-            frame["site_id"] = geo.site_ids(frame["operator"].tolist(), frame["lon"].to_numpy(),
+            frame["site_id"] = cell_registry.site_ids(frame["operator"].tolist(), frame["lon"].to_numpy(),
                                             frame["lat"].to_numpy(), config.site_decimals)
             return frame
         registry = timed("synthesize", synthesize)
     finest = districts[districts["level_rank"] == 0]
-    outside = timed("outside_area_check", lambda: geo.outside_area_mask(
+    outside = timed("outside_area_check", lambda: cell_registry.outside_area_mask(
         registry["lon"].to_numpy(), registry["lat"].to_numpy(), finest, config.area_crs, config.area_buffer_m))
     registry = registry[~outside]
-    sites = timed("sites", lambda: geo.sites_of(registry))
-    result = timed("tessellate_and_apportion", lambda: geo.apportion(sites, districts, config))
+    sites = timed("sites", lambda: cell_registry.sites_of(registry))
+    result = timed("tessellate_and_apportion", lambda: coverage_model.apportion(sites, districts, config))
     weight_sums = result.weights.groupby(["site_id", "scope"])["weight"].sum()
     return {
         "case": f"{kind}:{cells or 'all'}",

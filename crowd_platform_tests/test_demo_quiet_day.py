@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from crowd_platform.cli import main
-from crowd_platform.cli.demo import DEMO_DAYS, DEMO_START, alerts_by_day
+from crowd_platform.runner.demo import DEMO_DAYS, DEMO_START, alerts_by_day
 
 pytestmark = pytest.mark.xdist_group("demo")
 

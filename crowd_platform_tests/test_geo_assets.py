@@ -13,7 +13,7 @@ import pytest
 
 from crowd_platform.geography.assets import geography_assets
 from crowd_platform.geography.checks import geography_checks
-from crowd_platform.geography import geo
+from crowd_platform.geography import boundaries, coverage, registry
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.settings import get_settings
 from crowd_platform.common.warehouse import connect
@@ -24,7 +24,7 @@ SNAPSHOT_2 = SNAPSHOT_1 + timedelta(days=7)
 
 def reference_cells(per_operator: int = 30) -> pd.DataFrame:
     settings = get_settings()
-    cells = geo.opencellid_cells(geo.geography_config(settings).cells_reference, settings.contracts_dir)
+    cells = registry.opencellid_cells(boundaries.geography_config(settings).cells_reference, settings.contracts_dir)
     cells = cells.drop_duplicates("cell_id", keep=False)
     return cells.groupby("operator", group_keys=False).head(per_operator).reset_index(drop=True)
 
@@ -158,18 +158,18 @@ def test_cells_covering(materialized):
     site, district = con.execute(
         "SELECT w.site_id, w.district_code FROM bts_district_weights w WHERE scope='telkomsel' ORDER BY weight DESC LIMIT 1"
     ).fetchone()
-    cells = geo.cells_covering(con, "telkomsel", [district])
+    cells = coverage.cells_covering(con, "telkomsel", [district])
     site_cells = {row[0] for row in con.execute(
         "SELECT cell_id FROM bts_registry WHERE site_id=? AND valid_to IS NULL", [site]).fetchall()}
     assert site_cells and site_cells <= set(cells)
     kecamatan = con.execute("SELECT district_code FROM district_hierarchy WHERE district_code_finest=? AND level='kecamatan'",
                             [district]).fetchone()[0]
-    assert set(cells) <= set(geo.cells_covering(con, "telkomsel", [kecamatan]))
+    assert set(cells) <= set(coverage.cells_covering(con, "telkomsel", [kecamatan]))
     # A decommissioned cell is never broadcast to now, but was at its time.
     gone = materialized["telkomsel"].loc[0, "cell_id"]
     gone_district = con.execute(
         "SELECT w.district_code FROM bts_registry r JOIN bts_district_weights w ON w.site_id=r.site_id AND w.scope='telkomsel' "
         "WHERE r.cell_id=? LIMIT 1", [gone]).fetchone()[0]
-    assert gone not in geo.cells_covering(con, "telkomsel", [gone_district])
-    assert gone in geo.cells_covering(con, "telkomsel", [gone_district], at=SNAPSHOT_1 + timedelta(days=1))
-    assert geo.cells_covering(con, "telkomsel", []) == []
+    assert gone not in coverage.cells_covering(con, "telkomsel", [gone_district])
+    assert gone in coverage.cells_covering(con, "telkomsel", [gone_district], at=SNAPSHOT_1 + timedelta(days=1))
+    assert coverage.cells_covering(con, "telkomsel", []) == []

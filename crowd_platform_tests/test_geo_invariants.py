@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 import shapely
 
-from crowd_platform.geography import geo
+from crowd_platform.geography import boundaries, coverage
 
 AREA_CRS = "EPSG:32748"
 X0, Y0 = 700_000.0, 9_310_000.0
 SIDE = 2_000.0
 
-CONFIG = geo.GeographyConfig(
+CONFIG = boundaries.GeographyConfig(
     name="synthetic", levels=(), population_file=None, population_code="", population_total="",
     population_level=None, area_crs=AREA_CRS, weights_method="voronoi_area", weight_by_population=False,
     cells_reference=None, area_buffer_m=500.0, move_threshold_m=50.0, site_decimals=6,
@@ -35,19 +35,19 @@ def synthetic_districts(population_a: float = 1000.0, population_b: float = 3000
          "land_area_km2": [4.0, 4.0, 0.0]},
         geometry=[square_a, square_b, lake], crs=AREA_CRS,
     )
-    return frame.to_crs(geo.WGS84)
+    return frame.to_crs(boundaries.WGS84)
 
 
 def sites_at(points_xy: list[tuple[float, float]], operator: str = "op") -> pd.DataFrame:
     """Sites at projected coordinates, expressed in lon/lat as the registry stores them."""
-    lonlat = gpd.GeoSeries(shapely.points(points_xy), crs=AREA_CRS).to_crs(geo.WGS84)
+    lonlat = gpd.GeoSeries(shapely.points(points_xy), crs=AREA_CRS).to_crs(boundaries.WGS84)
     return pd.DataFrame({
         "site_id": [f"{operator}:{index}" for index in range(len(points_xy))],
         "operator": operator, "lon": lonlat.x.to_numpy(), "lat": lonlat.y.to_numpy(),
     })
 
 
-def assert_invariants(result: geo.Apportionment, land_km2: float = 8.0) -> None:
+def assert_invariants(result: coverage.Apportionment, land_km2: float = 8.0) -> None:
     weights = result.weights
     sums = weights.groupby(["site_id", "scope"])["weight"].sum()
     assert len(sums) == len(result.coverage), "every site has weights"
@@ -67,7 +67,7 @@ def assert_invariants(result: geo.Apportionment, land_km2: float = 8.0) -> None:
 
 
 def test_single_site_covers_all_land_and_splits_by_area():
-    result = geo.apportion(sites_at([(X0 + 500, Y0 + 1000)]), synthetic_districts(), CONFIG)
+    result = coverage.apportion(sites_at([(X0 + 500, Y0 + 1000)]), synthetic_districts(), CONFIG)
     assert_invariants(result)
     weights = result.weights[result.weights["scope"] == "op"].set_index("district_code")["weight"]
     assert weights["A"] == pytest.approx(0.5) and weights["B"] == pytest.approx(0.5)
@@ -75,7 +75,7 @@ def test_single_site_covers_all_land_and_splits_by_area():
 
 
 def test_two_sites_split_along_the_bisector():
-    result = geo.apportion(sites_at([(X0 + 1000, Y0 + 1000), (X0 + 3000, Y0 + 1000)]), synthetic_districts(), CONFIG)
+    result = coverage.apportion(sites_at([(X0 + 1000, Y0 + 1000), (X0 + 3000, Y0 + 1000)]), synthetic_districts(), CONFIG)
     assert_invariants(result)
     weights = result.weights[result.weights["scope"] == "op"]
     by_site = weights.groupby("site_id").apply(lambda g: dict(zip(g["district_code"], g["weight"])), include_groups=False)
@@ -86,7 +86,7 @@ def test_two_sites_split_along_the_bisector():
 
 def test_collinear_sites_make_strips():
     points = [(X0 + 1000, Y0 + 200), (X0 + 1000, Y0 + 1000), (X0 + 1000, Y0 + 1800)]
-    result = geo.apportion(sites_at(points), synthetic_districts(), CONFIG)
+    result = coverage.apportion(sites_at(points), synthetic_districts(), CONFIG)
     assert_invariants(result)
     op = result.coverage[result.coverage["scope"] == "op"]
     # Horizontal strips; each spans both districts in equal shares.
@@ -98,7 +98,7 @@ def test_collinear_sites_make_strips():
 def test_identical_coordinates_share_one_polygon():
     first = sites_at([(X0 + 1000, Y0 + 1000), (X0 + 3000, Y0 + 1000)], operator="tsel")
     second = sites_at([(X0 + 1000, Y0 + 1000)], operator="isat")
-    result = geo.apportion(pd.concat([first, second], ignore_index=True), synthetic_districts(), CONFIG)
+    result = coverage.apportion(pd.concat([first, second], ignore_index=True), synthetic_districts(), CONFIG)
     assert_invariants(result)
     everyone = result.coverage[result.coverage["scope"] == "all"].set_index("site_id")["area_km2"]
     assert everyone["tsel:0"] == pytest.approx(everyone["isat:0"]) == pytest.approx(4.0)
@@ -107,11 +107,11 @@ def test_identical_coordinates_share_one_polygon():
 
 def test_site_exactly_on_a_border():
     on_border = sites_at([(X0 + SIDE, Y0 + 1000)])
-    area = geo.apportion(on_border, synthetic_districts(), CONFIG)
+    area = coverage.apportion(on_border, synthetic_districts(), CONFIG)
     assert_invariants(area)
     assert np.allclose(area.weights.query("scope == 'op'")["weight"], 0.5)
     pip_config = dataclasses.replace(CONFIG, weights_method="point_in_polygon")
-    pip = geo.apportion(on_border, synthetic_districts(), pip_config)
+    pip = coverage.apportion(on_border, synthetic_districts(), pip_config)
     assert_invariants(pip)
     # Deterministic: on a border the lowest code wins.
     assert pip.weights.query("scope == 'op'")["district_code"].tolist() == ["A"]
@@ -119,7 +119,7 @@ def test_site_exactly_on_a_border():
 
 def test_population_weighting_follows_density():
     config = dataclasses.replace(CONFIG, weight_by_population=True)
-    result = geo.apportion(sites_at([(X0 + SIDE, Y0 + 1000)]), synthetic_districts(1000.0, 3000.0), config)
+    result = coverage.apportion(sites_at([(X0 + SIDE, Y0 + 1000)]), synthetic_districts(1000.0, 3000.0), config)
     assert_invariants(result)
     weights = result.weights.query("scope == 'op'").set_index("district_code")["weight"]
     assert weights["A"] == pytest.approx(0.25) and weights["B"] == pytest.approx(0.75)
@@ -127,10 +127,10 @@ def test_population_weighting_follows_density():
 
 def test_offshore_site_goes_to_nearest_district_and_uninhabited_falls_back_to_area():
     # In the lake, north of B: its polygon has land, so it still gets area weights.
-    result = geo.apportion(sites_at([(X0 + 3000, Y0 + 2500)]), synthetic_districts(0.0, 0.0),
+    result = coverage.apportion(sites_at([(X0 + 3000, Y0 + 2500)]), synthetic_districts(0.0, 0.0),
                            dataclasses.replace(CONFIG, weight_by_population=True))
     assert_invariants(result)
-    pip = geo.apportion(sites_at([(X0 + 3000, Y0 + 2500)]), synthetic_districts(),
+    pip = coverage.apportion(sites_at([(X0 + 3000, Y0 + 2500)]), synthetic_districts(),
                         dataclasses.replace(CONFIG, weights_method="point_in_polygon"))
     assert pip.weights.query("scope == 'op'")["district_code"].tolist() == ["B"]
 
@@ -139,7 +139,7 @@ def test_many_random_sites_keep_invariants():
     rng = np.random.default_rng(7)
     points = [(X0 + x, Y0 + y) for x, y in rng.uniform([0, 0], [2 * SIDE, SIDE], size=(60, 2))]
     sites = pd.concat([sites_at(points[:40], "tsel"), sites_at(points[40:], "xl")], ignore_index=True)
-    assert_invariants(geo.apportion(sites, synthetic_districts(), CONFIG))
+    assert_invariants(coverage.apportion(sites, synthetic_districts(), CONFIG))
 
 
 def test_hierarchy_follows_parent_codes():
@@ -147,7 +147,7 @@ def test_hierarchy_follows_parent_codes():
         "district_code": ["k1", "k2", "c1", "p1"], "level": ["kel", "kel", "kec", "prov"],
         "level_rank": [0, 0, 1, 2], "parent_code": ["c1", "c1", "p1", None],
     })
-    hierarchy = geo.hierarchy_frame(frame)
+    hierarchy = boundaries.hierarchy_frame(frame)
     assert set(map(tuple, hierarchy.to_numpy())) == {
         ("k1", "kel", "k1"), ("k1", "kec", "c1"), ("k1", "prov", "p1"),
         ("k2", "kel", "k2"), ("k2", "kec", "c1"), ("k2", "prov", "p1"),

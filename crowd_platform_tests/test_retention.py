@@ -94,6 +94,34 @@ def test_policy_comes_from_contracts(settings):
     assert tables["deletion_certificates"].keep_at_sunset
 
 
+# Warehouse tables without a retention period, and why: none holds a per-subscriber or
+# per-window count (drops/check_results are the lineage of what arrived, marked deleted).
+NO_RETENTION = {
+    "drops": "drop metadata (ids, hashes, statuses): the lineage an auditor follows, no content",
+    "check_results": "rule verdicts of drops: rule names and counts only",
+    "bts_registry": "cell positions: network reference data",
+    "bts_registry_rejects": "rejected cell-list rows: network reference data",
+    "districts": "boundaries and population: public reference data",
+    "district_hierarchy": "boundaries: public reference data",
+    "bts_coverage": "coverage polygons of sites: network reference data",
+    "bts_district_weights": "apportionment weights: network reference data",
+}
+
+
+def test_every_warehouse_table_has_a_retention_period_or_a_reason(settings):
+    """A new table that holds counts must not be kept forever by omission (storage limitation)."""
+    import re
+
+    from crowd_platform.common.warehouse import SCHEMA_DIR
+
+    tables = {name for ddl in SCHEMA_DIR.glob("*.sql")
+              for name in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", ddl.read_text())}
+    governed = {rule.table for rule in load_policy(settings).tables}
+    assert tables - governed - set(NO_RETENTION) == set()
+    assert governed & set(NO_RETENTION) == set()
+    assert {"alert_place_state", "alert_evaluations"} <= governed
+
+
 def test_deleted_means_gone(settings):
     other_keys = [hashlib.sha256(f"other-{i}".encode()).hexdigest() for i in range(40)]
     ingest_like(settings, "drop-old", OLD_WINDOW, [KNOWN_KEY, *other_keys[:20]])

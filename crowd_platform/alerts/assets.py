@@ -1,24 +1,18 @@
 """crowd_alerts (anomaly state machine per place) and broadcast_requests (per-operator outbox)."""
 
 
-from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
 
-from crowd_platform.common import audit
 from crowd_platform.alerts.engine import evaluate_range
-from crowd_platform.alerts.rules import SITE_LEVEL, rules_from_settings
-from crowd_platform.alerts.delivery import (
-    DeliveryResult, http_targets, load_templates, post_with_retries, render_messages, request_id_for, write_outbox_file,
-)
-from crowd_platform.publication.kanon import publishable
+from crowd_platform.alerts.rules import rules_from_settings
+from crowd_platform.alerts.broadcast import deliver_pending, record_deliveries, record_requests
+from crowd_platform.alerts.delivery import http_targets
 from crowd_platform.common.partitions import window_asset, window_bounds
 from crowd_platform.common.provenance import code_version
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform.common.warehouse import fetch_dicts, read_sql, transaction
 from crowd_platform.common.asset_metadata import table_metadata
-from crowd_platform.common.crashpoints import crash_point
 
 
 
@@ -62,50 +56,6 @@ def crowd_alerts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _cells_for(con, level: str, place_id: str, at: datetime, radius_m: float) -> list[tuple[str, list[str]]]:
-    if level == SITE_LEVEL:
-        rows = con.execute(read_sql("alerts/broadcast_requests_site_cells"),
-                           {"site_id": place_id, "at": at, "radius_m": radius_m}).fetchall()
-    else:
-        rows = con.execute(read_sql("alerts/broadcast_requests_district_cells"),
-                           {"level": level, "district_code": place_id, "at": at}).fetchall()
-    return [(operator, list(cell_ids)) for operator, cell_ids in rows if cell_ids]
-
-
-def build_requests(con, settings, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """One request per (opened/escalated transition in [start, end), operator with covering cells)."""
-    templates = load_templates(settings)
-    radius_m = float(templates.get("site_neighbour_radius_m", 500))
-    k = settings.k_anonymity
-    requests_out = []
-    for row in fetch_dicts(con, read_sql("alerts/broadcast_requests_transitions"), {"start": start, "end": end}):
-        window_start = row["window_start"].astimezone(timezone.utc)
-        messages = render_messages(templates, row["transition"], row["level"], row["place_name"] or row["place_id"],
-                                   row["place_id"], int(row["severity"]))
-        observed = row["observed"]
-        # Only a k-anonymous count leaves the platform (DESIGN.md 4.3); otherwise null.
-        shown = int(round(observed)) if publishable(observed, k) else None
-        for operator, cell_ids in _cells_for(con, row["level"], row["place_id"], window_start, radius_m):
-            request_id = request_id_for(row["alert_id"], row["transition"], window_start, operator)
-            requests_out.append({
-                "request_id": request_id,
-                "alert_id": row["alert_id"],
-                "transition": row["transition"],
-                "window_start": window_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "operator": operator,
-                "level": row["level"],
-                "place_id": row["place_id"],
-                "place_name": row["place_name"],
-                "severity": int(row["severity"]),
-                "cell_ids": cell_ids,
-                "crowd_estimate": {"value": shown, "unit": "subscribers" if row["level"] == SITE_LEVEL else "people",
-                                   "suppressed_at_or_below_k": shown is None},
-                "message": {"id": messages["id"], "en": messages["en"]},
-                "purpose": settings.purpose,
-            })
-    return requests_out
-
-
 @window_asset(
     deps=["crowd_alerts", "bts_district_weights", "bts_registry"],
     kinds={"duckdb", "python"},
@@ -119,63 +69,18 @@ def build_requests(con, settings, start: datetime, end: datetime) -> list[dict[s
 def broadcast_requests(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
     start, end = window_bounds(context)
-    now = datetime.now(timezone.utc)
-    targets = http_targets(settings)
-
-    # 1. Record new requests and outbox files in one short transaction (no network inside it).
     with crowd.warehouse() as con:
-        built = build_requests(con, settings, start, end)
-        ids = [request["request_id"] for request in built]
-        existing = {row["request_id"]: row for row in fetch_dicts(
-            con, "SELECT request_id, delivered_at, attempts FROM broadcast_requests WHERE list_contains(?, request_id)",
-            [ids])} if ids else {}
-        created, files_written = 0, 0
-        with transaction(con):
-            for request in built:
-                path = settings.outbox / request["operator"] / f"{request['request_id']}.json"
-                if write_outbox_file(path, request):
-                    files_written += 1
-                    crash_point("broadcast_written")
-                if request["request_id"] in existing:
-                    continue
-                con.execute(
-                    "INSERT INTO broadcast_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, NULL, ?)",
-                    [request["request_id"], request["alert_id"], request["transition"], request["operator"],
-                     request["cell_ids"], request["message"]["id"], request["message"]["en"], now, str(path),
-                     context.run_id])
-                audit.append(con, "broadcast_requested", purpose=settings.purpose, object_kind="broadcast_request",
-                             object_id=request["request_id"], run_id=context.run_id,
-                             details={"alert_id": request["alert_id"], "transition": request["transition"],
-                                      "operator": request["operator"], "cells": len(request["cell_ids"])})
-                created += 1
-
-    # 2. HTTP outside any warehouse connection: only requests not yet delivered.
-    pending = [request for request in built
-               if request["operator"] in targets and not (existing.get(request["request_id"]) or {}).get("delivered_at")]
-    results: dict[str, DeliveryResult] = {}
-    for request in pending:
-        result = post_with_retries(targets[request["operator"]], request, request["request_id"])
-        results[request["request_id"]] = result
-        context.log.info(f"broadcast {request['request_id']} to {request['operator']}: "
-                         f"status {result.http_status} after {result.attempts} attempt(s)")
-
-    # 3. Record the outcome.
-    failed = [request_id for request_id, result in results.items() if not result.delivered]
+        recorded = record_requests(con, settings, start, end, context.run_id)
+    results = deliver_pending(recorded, http_targets(settings), context.log.info)
     if results:
         with crowd.warehouse() as con:
-            with transaction(con):
-                for request_id, result in results.items():
-                    con.execute("UPDATE broadcast_requests SET http_status = ?, attempts = coalesce(attempts, 0) + ?, "
-                                "delivered_at = ? WHERE request_id = ?",
-                                [result.http_status, result.attempts, result.delivered_at, request_id])
-                    audit.append(con, "broadcast_delivered" if result.delivered else "broadcast_delivery_failed",
-                                 purpose=settings.purpose, object_kind="broadcast_request", object_id=request_id,
-                                 run_id=context.run_id,
-                                 details={"http_status": result.http_status, "attempts": result.attempts})
+            record_deliveries(con, settings, results, context.run_id)
+    failed = [request_id for request_id, result in results.items() if not result.delivered]
+    built, created = recorded.built, recorded.created
     metadata = {
         "requests_in_range": len(built),
         "requests_created": created,
-        "outbox_files_written": files_written,
+        "outbox_files_written": recorded.files_written,
         "already_recorded": len(built) - created,
         "http_attempted": len(results),
         "http_delivered": len(results) - len(failed),

@@ -14,9 +14,8 @@ import pandas as pd
 import shapely
 
 from crowd_platform.common import audit
-from crowd_platform.geography import geo
+from crowd_platform.geography import boundaries, coverage as coverage_model, registry as cell_registry
 from crowd_platform.geography import maps
-from crowd_platform.common import storage
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.warehouse import WAREHOUSE_POOL, read_sql, transaction
 from crowd_platform.common.asset_metadata import table_metadata
@@ -46,7 +45,7 @@ def _load_districts(con) -> gpd.GeoDataFrame:
     if frame.empty:
         raise dg.Failure("districts is empty: materialize the districts asset first")
     geometry = shapely.from_wkb([bytes(value) for value in frame.pop("geometry_wkb")])
-    return gpd.GeoDataFrame(frame, geometry=geometry, crs=geo.WGS84)
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs=boundaries.WGS84)
 
 
 def _table_metadata(crowd: CrowdPlatform, table: str, lineage: dict | None) -> dict:
@@ -64,8 +63,8 @@ def _table_metadata(crowd: CrowdPlatform, table: str, lineage: dict | None) -> d
 )
 def districts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
-    config = geo.geography_config(settings)
-    frame, hierarchy = geo.build_districts(config)
+    config = boundaries.geography_config(settings)
+    frame, hierarchy = boundaries.build_districts(config)
     for level, part in frame.groupby("level"):
         part.to_parquet(settings.geo_cache / f"districts_{level}.parquet")
     rows = pd.DataFrame(frame.drop(columns="geometry"))
@@ -100,37 +99,9 @@ def districts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.Mat
 )
 def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
-    config = geo.geography_config(settings)
-    west, south, east, north = geo.INDONESIA_BBOX
-    operator_mnc = pd.DataFrame(
-        [(operator, mnc) for _, (operator, mnc) in geo.mnc_operators(settings.contracts_dir).items()],
-        columns=["operator", "mnc"],
-    )
+    config = boundaries.geography_config(settings)
     with crowd.warehouse() as con:
-        drops = con.execute(
-            "SELECT drop_id, operator, window_start, lake_path FROM drops "
-            "WHERE feed = 'cells' AND status = 'accepted' AND lake_path IS NOT NULL ORDER BY window_start, drop_id"
-        ).fetchall()
-        frames = [
-            con.execute(
-                "SELECT ? AS drop_id, ? AS operator, ?::TIMESTAMPTZ AS window_start, cell_id::VARCHAR AS cell_id, "
-                "lon::DOUBLE AS lon, lat::DOUBLE AS lat, radio::VARCHAR AS radio FROM read_parquet(?)",
-                [drop_id, operator, window_start, storage.duckdb_path(con, settings.resolve(lake_path))],
-            ).df()
-            for drop_id, operator, window_start, lake_path in drops
-        ]
-        columns = ["drop_id", "operator", "window_start", "cell_id", "lon", "lat", "radio"]
-        observations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-        con.register("cell_observations", observations)
-        con.register("operator_mnc", operator_mnc)
-        screened = con.execute(read_sql("geography/bts_registry_screen"),
-                               {"west": west, "east": east, "south": south, "north": north}).df()
-        unit_frame = _load_districts(con)
-    finest = unit_frame[unit_frame["level_rank"] == unit_frame["level_rank"].min()]
-    candidates = screened["reason"].isna()
-    outside = geo.outside_area_mask(screened.loc[candidates, "lon"].to_numpy(), screened.loc[candidates, "lat"].to_numpy(),
-                                    finest, config.area_crs, config.area_buffer_m)
-    screened.loc[screened.index[candidates][outside], "reason"] = "outside_area"
+        drops, screened = cell_registry.screen_cell_drops(con, settings, _load_districts(con), config)
     accepted = screened[screened["reason"].isna()].drop(columns="reason")
     rejects = screened[screened["reason"].notna()]
     recorded_at = datetime.now(timezone.utc)
@@ -138,7 +109,7 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     with crowd.warehouse() as con:
         con.register("cell_accepted", accepted)
         registry = con.execute(read_sql("geography/bts_registry"), {"move_m": config.move_threshold_m}).df()
-        registry["site_id"] = geo.site_ids(registry["operator"].tolist(), registry["lon"].to_numpy(),
+        registry["site_id"] = cell_registry.site_ids(registry["operator"].tolist(), registry["lon"].to_numpy(),
                                            registry["lat"].to_numpy(), config.site_decimals)
         reject_rows = pd.DataFrame({
             "cell_id": rejects["cell_id"], "operator": rejects["operator"], "reason": rejects["reason"],
@@ -178,11 +149,11 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
 )
 def bts_coverage(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
-    config = geo.geography_config(settings)
+    config = boundaries.geography_config(settings)
     with crowd.warehouse(read_only=True) as con:
         registry = con.execute("SELECT DISTINCT site_id, operator FROM bts_registry").df()
         district_frame = _load_districts(con)
-    result = geo.apportion(geo.sites_of(registry), district_frame, config)
+    result = coverage_model.apportion(cell_registry.sites_of(registry), district_frame, config)
     coverage = pd.DataFrame(result.coverage.drop(columns="geometry"))
     coverage["geometry_wkb"] = _wkb(result.coverage.geometry)
     # Pieces (Voronoi ∩ finest unit) let bts_district_weights switch method without re-tessellating.
@@ -216,7 +187,7 @@ def bts_coverage(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
 )
 def bts_district_weights(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
-    config = geo.geography_config(settings)
+    config = boundaries.geography_config(settings)
     pieces_path = settings.geo_cache / "coverage_pieces.parquet"
     with crowd.warehouse(read_only=True) as con:
         sites = con.execute("SELECT site_id, scope, lon, lat FROM bts_coverage").df()
@@ -224,8 +195,8 @@ def bts_district_weights(context: dg.AssetExecutionContext, crowd: CrowdPlatform
     if not pieces_path.exists():
         raise dg.Failure(f"{pieces_path.name} is missing: materialize bts_coverage first")
     pieces = pd.read_parquet(pieces_path)
-    units = geo.land_units(district_frame, config.area_crs)
-    weights = geo.district_weights(sites, pieces, units, config.area_crs, config.weights_method,
+    units = coverage_model.land_units(district_frame, config.area_crs)
+    weights = coverage_model.district_weights(sites, pieces, units, config.area_crs, config.weights_method,
                                    config.weight_by_population)
     with crowd.warehouse() as con:
         with transaction(con):

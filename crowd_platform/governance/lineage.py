@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from crowd_platform.common.warehouse import fetch_dicts
+from crowd_platform.common.warehouse import fetch_dicts, read_sql
 
 # deletion_certificates.object_id is the drop_id for these kinds (agreed with ingestion).
 DROP_OBJECT_KINDS = ("raw_drop", "lake_partition", "quarantine", "staging")
@@ -34,7 +34,36 @@ def _masked(value: Any, k: int) -> Any:
     return round(float(value), 1) if publishable(value, k) else None
 
 
+def drop_lineage(connection: duckdb.DuckDBPyConnection, drop_ids: list[str]) -> list[dict[str, Any]]:
+    """Each drop behind an alert: its record, its rule verdicts (counts) and deletion certificates.
+    A drop id with no drops row is listed as unknown rather than dropped from the trace."""
+    if not drop_ids:
+        return []
+    params = {"drop_ids": drop_ids}
+    drop_rows = fetch_dicts(connection, read_sql("governance/lineage_drops"), params)
+    checks = fetch_dicts(connection, read_sql("governance/lineage_checks"), params)
+    certificates = fetch_dicts(connection, read_sql("governance/lineage_certificates"),
+                               {**params, "object_kinds": list(DROP_OBJECT_KINDS)})
+    known = {row["drop_id"] for row in drop_rows}
+    drops = []
+    for row in drop_rows:
+        own_checks = [c for c in checks if c["drop_id"] == row["drop_id"]]
+        own_certs = [c for c in certificates if c["object_id"] == row["drop_id"]]
+        drops.append({
+            **{key: _iso(value) for key, value in row.items()},
+            "checks": {"passed": sum(c["passed"] for c in own_checks),
+                       "failed": sum(not c["passed"] for c in own_checks),
+                       "failed_rules": [c["rule"] for c in own_checks if not c["passed"]]},
+            "deleted": row["status"] == "deleted" or bool(own_certs),
+            "certificates": [{key: _iso(value) for key, value in c.items() if key != "object_id"} for c in own_certs],
+        })
+    return drops + [{"drop_id": missing, "status": "unknown (no drops row)", "deleted": None, "certificates": []}
+                    for missing in drop_ids if missing not in known]
+
+
 def trace(connection: duckdb.DuckDBPyConnection, alert_id: str, k: int = 15) -> dict[str, Any]:
+    """Everything an auditor follows from an alert back to the exact drops: transitions, the
+    density windows, the drops with their checks and deletion certificates, runs and versions."""
     connection.execute("SET TimeZone = 'UTC'")
     alerts = fetch_dicts(connection, "SELECT * FROM crowd_alerts WHERE alert_id = ?", [alert_id])
     if not alerts:
@@ -53,41 +82,7 @@ def trace(connection: duckdb.DuckDBPyConnection, alert_id: str, k: int = 15) -> 
         [alert["level"], alert["place_id"], alert["opened_window"], last],
     )
     drop_ids = sorted(set(alert.get("drop_ids") or []) | {d for row in density for d in (row["drop_ids"] or [])})
-    drops = []
-    if drop_ids:
-        drop_rows = fetch_dicts(
-            connection,
-            "SELECT drop_id, operator, feed, sha256, window_start, delivery, contract_id, contract_version, status, "
-            "received_at, run_id, superseded_by FROM drops WHERE drop_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY window_start, operator",
-            [drop_ids],
-        )
-        checks = fetch_dicts(
-            connection,
-            "SELECT drop_id, rule, engine, passed, unexpected_count FROM check_results "
-            "WHERE drop_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY drop_id, rule",
-            [drop_ids],
-        )
-        certificates = fetch_dicts(
-            connection,
-            "SELECT certificate_id, object_kind, object_id, deleted_at, policy, retention_period, verification "
-            "FROM deletion_certificates WHERE object_id IN (SELECT unnest(?::VARCHAR[])) AND object_kind IN "
-            f"({', '.join(repr(kind) for kind in DROP_OBJECT_KINDS)}) ORDER BY deleted_at",
-            [drop_ids],
-        )
-        known = {row["drop_id"] for row in drop_rows}
-        for row in drop_rows:
-            own_checks = [c for c in checks if c["drop_id"] == row["drop_id"]]
-            own_certs = [c for c in certificates if c["object_id"] == row["drop_id"]]
-            drops.append({
-                **{key: _iso(value) for key, value in row.items()},
-                "checks": {"passed": sum(c["passed"] for c in own_checks),
-                           "failed": sum(not c["passed"] for c in own_checks),
-                           "failed_rules": [c["rule"] for c in own_checks if not c["passed"]]},
-                "deleted": row["status"] == "deleted" or bool(own_certs),
-                "certificates": [{key: _iso(value) for key, value in c.items() if key != "object_id"} for c in own_certs],
-            })
-        drops += [{"drop_id": missing, "status": "unknown (no drops row)", "deleted": None, "certificates": []}
-                  for missing in drop_ids if missing not in known]
+    drops = drop_lineage(connection, drop_ids)
     run_ids = sorted({r for r in [alert.get("run_id"), *(t["run_id"] for t in transitions),
                                   *(d["run_id"] for d in density), *(d.get("run_id") for d in drops)] if r})
     contract_versions = sorted(set(alert.get("contract_versions") or []) |

@@ -1,0 +1,131 @@
+"""Broadcast requests: what each operator is asked to send for an opened or escalated alert.
+
+One request per (transition, operator with cells covering the alert place), with an idempotent
+``request_id``. Requests and outbox files are recorded in one short transaction with no network
+inside it; HTTP delivery happens outside any warehouse connection and its outcome is recorded
+after. Only a k-anonymous count leaves the platform (docs/design.md section 4.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from crowd_platform.alerts.delivery import (
+    DeliveryResult, load_templates, post_with_retries, render_messages, request_id_for, write_outbox_file,
+)
+from crowd_platform.alerts.rules import SITE_LEVEL
+from crowd_platform.common import audit
+from crowd_platform.common.crashpoints import crash_point
+from crowd_platform.common.warehouse import fetch_dicts, insert_rows, read_sql, transaction
+from crowd_platform.publication.kanon import publishable
+
+
+@dataclass
+class RecordedRequests:
+    built: list[dict[str, Any]]
+    existing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created: int = 0
+    files_written: int = 0
+
+
+def _cells_for(con, level: str, place_id: str, at: datetime, radius_m: float) -> list[tuple[str, list[str]]]:
+    if level == SITE_LEVEL:
+        rows = con.execute(read_sql("alerts/broadcast_requests_site_cells"),
+                           {"site_id": place_id, "at": at, "radius_m": radius_m}).fetchall()
+    else:
+        rows = con.execute(read_sql("alerts/broadcast_requests_district_cells"),
+                           {"level": level, "district_code": place_id, "at": at}).fetchall()
+    return [(operator, list(cell_ids)) for operator, cell_ids in rows if cell_ids]
+
+
+def build_requests(con, settings, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """One request per (opened/escalated transition in [start, end), operator with covering cells)."""
+    templates = load_templates(settings)
+    radius_m = float(templates.get("site_neighbour_radius_m", 500))
+    k = settings.k_anonymity
+    requests_out = []
+    for row in fetch_dicts(con, read_sql("alerts/broadcast_requests_transitions"), {"start": start, "end": end}):
+        window_start = row["window_start"].astimezone(timezone.utc)
+        messages = render_messages(templates, row["transition"], row["level"], row["place_name"] or row["place_id"],
+                                   row["place_id"], int(row["severity"]))
+        observed = row["observed"]
+        # Only a k-anonymous count leaves the platform; otherwise null.
+        shown = int(round(observed)) if publishable(observed, k) else None
+        for operator, cell_ids in _cells_for(con, row["level"], row["place_id"], window_start, radius_m):
+            request_id = request_id_for(row["alert_id"], row["transition"], window_start, operator)
+            requests_out.append({
+                "request_id": request_id,
+                "alert_id": row["alert_id"],
+                "transition": row["transition"],
+                "window_start": window_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "operator": operator,
+                "level": row["level"],
+                "place_id": row["place_id"],
+                "place_name": row["place_name"],
+                "severity": int(row["severity"]),
+                "cell_ids": cell_ids,
+                "crowd_estimate": {"value": shown, "unit": "subscribers" if row["level"] == SITE_LEVEL else "people",
+                                   "suppressed_at_or_below_k": shown is None},
+                "message": {"id": messages["id"], "en": messages["en"]},
+                "purpose": settings.purpose,
+            })
+    return requests_out
+
+
+def record_requests(con, settings, start: datetime, end: datetime, run_id: str | None) -> RecordedRequests:
+    """Build the range's requests, write each outbox file once and record new requests with their
+    audit records in one transaction. A rerun rewrites nothing already recorded."""
+    now = datetime.now(timezone.utc)
+    recorded = RecordedRequests(build_requests(con, settings, start, end))
+    ids = [request["request_id"] for request in recorded.built]
+    if ids:
+        recorded.existing = {row["request_id"]: row for row in fetch_dicts(
+            con, "SELECT request_id, delivered_at, attempts FROM broadcast_requests WHERE list_contains(?, request_id)",
+            [ids])}
+    with transaction(con):
+        for request in recorded.built:
+            path = settings.outbox / request["operator"] / f"{request['request_id']}.json"
+            if write_outbox_file(path, request):
+                recorded.files_written += 1
+                crash_point("broadcast_written")
+            if request["request_id"] in recorded.existing:
+                continue
+            insert_rows(con, "broadcast_requests", {
+                "request_id": request["request_id"], "alert_id": request["alert_id"],
+                "transition": request["transition"], "operator": request["operator"], "cell_ids": request["cell_ids"],
+                "message_id": request["message"]["id"], "message_en": request["message"]["en"], "created_at": now,
+                "outbox_path": str(path), "http_status": None, "attempts": 0, "delivered_at": None, "run_id": run_id,
+            })
+            audit.append(con, "broadcast_requested", purpose=settings.purpose, object_kind="broadcast_request",
+                         object_id=request["request_id"], run_id=run_id,
+                         details={"alert_id": request["alert_id"], "transition": request["transition"],
+                                  "operator": request["operator"], "cells": len(request["cell_ids"])})
+            recorded.created += 1
+    return recorded
+
+
+def deliver_pending(recorded: RecordedRequests, targets: dict[str, Any],
+                    log: Callable[[str], None]) -> dict[str, DeliveryResult]:
+    """POST, with retries, every request of an operator with an HTTP target not yet delivered."""
+    results: dict[str, DeliveryResult] = {}
+    for request in recorded.built:
+        if request["operator"] not in targets or (recorded.existing.get(request["request_id"]) or {}).get("delivered_at"):
+            continue
+        result = post_with_retries(targets[request["operator"]], request, request["request_id"])
+        results[request["request_id"]] = result
+        log(f"broadcast {request['request_id']} to {request['operator']}: "
+            f"status {result.http_status} after {result.attempts} attempt(s)")
+    return results
+
+
+def record_deliveries(con, settings, results: dict[str, DeliveryResult], run_id: str | None) -> None:
+    with transaction(con):
+        for request_id, result in results.items():
+            con.execute("UPDATE broadcast_requests SET http_status = ?, attempts = coalesce(attempts, 0) + ?, "
+                        "delivered_at = ? WHERE request_id = ?",
+                        [result.http_status, result.attempts, result.delivered_at, request_id])
+            audit.append(con, "broadcast_delivered" if result.delivered else "broadcast_delivery_failed",
+                         purpose=settings.purpose, object_kind="broadcast_request", object_id=request_id,
+                         run_id=run_id, details={"http_status": result.http_status, "attempts": result.attempts})

@@ -1,0 +1,236 @@
+"""A run decides everything it will delete before it deletes anything, so a dry run reports
+exactly what a real run would do and every object's content is hashed while it still exists.
+
+Drop data ages from the drop's window_end (the moment the events describe), files no drops
+row points to from their mtime, warehouse rows from the contract's ``retention_column``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from crowd_platform.common import storage
+from crowd_platform.common.settings import Settings
+from crowd_platform.common.timeutil import parse_utc_or_none
+from crowd_platform.governance.retention.policy import DROP_ELEMENT, RetentionPolicy, Rule
+
+
+@dataclass
+class Deletion:
+    """One object to delete, and after deletion its certificate fields."""
+
+    object_kind: str                 # raw_drop | lake_partition | quarantine | staging | warehouse_rows | outbox
+    object_id: str
+    rule: Rule
+    window_start: datetime | None = None
+    partition_key: str | None = None
+    paths: list[Path] = field(default_factory=list)
+    table: str | None = None
+    where_sql: str | None = None     # for warehouse rows: predicate on the table
+    where_params: list[Any] = field(default_factory=list)
+    drop_id: str | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    content_sha256: str | None = None
+    certificate_id: str | None = None
+    verification: str = "pending"
+    # Sampled subscriber keys, memory only: searched for in the compacted warehouse afterwards.
+    sample_keys: list[str] = field(default_factory=list, repr=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.object_kind, "object_id": self.object_id, "partition": self.partition_key,
+                "rows": self.rows, "bytes": self.bytes, "policy": self.rule.policy, "period": self.rule.period}
+
+
+@dataclass
+class RetentionOutcome:
+    as_of: datetime
+    dry_run: bool
+    mode: str
+    deletions: list[Deletion]
+    drops_marked_deleted: int = 0
+    audit_pruned_through: int | None = None
+    compaction: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Deletion]:
+        return [d for d in self.deletions if d.verification.startswith("failed")]
+
+    def counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for deletion in self.deletions:
+            totals[deletion.object_kind] = totals.get(deletion.object_kind, 0) + 1
+        return totals
+
+
+def resolve(settings: Settings, value: str | None) -> Path | None:
+    """A recorded path under the storage root (a local Path or an object-store location)."""
+    return settings.resolve(value)
+
+
+def _utc(value: Any) -> datetime | None:
+    return parse_utc_or_none(value, what="retention time")
+
+
+def _lake_partition_key(settings: Settings, path: Path) -> str:
+    try:
+        relative = path.relative_to(settings.lake)
+    except ValueError:
+        return str(path)
+    return "/".join(part for part in relative.parts[:-1])
+
+
+def _raw_paths(settings: Settings, raw_path: Path) -> list[Path]:
+    """The raw copy and its manifest (raw/<sha256><ext> + .manifest.json beside it)."""
+    sha_stem = raw_path.name.split(".")[0]
+    found = {raw_path}
+    if raw_path.parent.exists():
+        found.update(p for p in raw_path.parent.glob(f"{sha_stem}*") if p.is_file())
+    return sorted(found)
+
+
+def plan_drops(connection: duckdb.DuckDBPyConnection, settings: Settings, policy: RetentionPolicy,
+               as_of: datetime, sunset: bool) -> list[Deletion]:
+    rows = connection.execute(
+        "SELECT drop_id, operator, feed, status, window_start, window_end, raw_path, lake_path, quarantine_path "
+        "FROM drops WHERE status <> 'deleted' ORDER BY window_start, drop_id"
+    ).fetchall()
+    quarantine_rule = policy.rule("quarantine")
+    staging_rule = policy.rule("staging")
+    sunset_rule = Rule(policy.platform.contract_id, "sunset", 0)
+    planned: list[Deletion] = []
+    for drop_id, operator, feed, status, window_start, window_end, raw_path, lake_path, quarantine_path in rows:
+        window_end = _utc(window_end) or _utc(window_start) or as_of
+        window_start = _utc(window_start)
+        drop_rule = policy.drop_rule(operator)
+
+        def expired(rule: Rule) -> bool:
+            return sunset or window_end + timedelta(hours=rule.hours) <= as_of
+
+        # Cell lists are not personal data: only events drops (and any quarantined drop) expire.
+        personal = feed != "cells" or sunset
+        raw = resolve(settings, raw_path)
+        if raw is not None and personal and expired(drop_rule):
+            planned.append(Deletion("raw_drop", drop_id, sunset_rule if sunset else drop_rule, window_start,
+                                    paths=_raw_paths(settings, raw), drop_id=drop_id))
+        lake = resolve(settings, lake_path)
+        if lake is not None and personal and expired(drop_rule):
+            planned.append(Deletion("lake_partition", drop_id, sunset_rule if sunset else drop_rule, window_start,
+                                    partition_key=_lake_partition_key(settings, lake), paths=[lake], drop_id=drop_id))
+        quarantined = resolve(settings, quarantine_path)
+        if quarantined is not None and expired(quarantine_rule):
+            planned.append(Deletion("quarantine", drop_id, sunset_rule if sunset else quarantine_rule, window_start,
+                                    paths=[quarantined], drop_id=drop_id))
+        staging = settings.staging / drop_id
+        if staging.exists() and expired(staging_rule):
+            planned.append(Deletion("staging", drop_id, sunset_rule if sunset else staging_rule, window_start,
+                                    paths=[staging], drop_id=drop_id))
+    return planned
+
+
+def plan_orphans(connection: duckdb.DuckDBPyConnection, settings: Settings, policy: RetentionPolicy,
+                 as_of: datetime, sunset: bool) -> list[Deletion]:
+    """Files no drops row points to (crash leftovers, unroutable drops): aged by mtime."""
+    known: set[str] = set()  # str(): local paths and object URLs alike
+    known_ids: set[str] = set()
+    for drop_id, raw_path, lake_path, quarantine_path in connection.execute(
+        "SELECT drop_id, raw_path, lake_path, quarantine_path FROM drops"
+    ).fetchall():
+        known_ids.add(drop_id)
+        for value in (raw_path, lake_path, quarantine_path):
+            path = resolve(settings, value)
+            if path is not None:
+                known.add(str(path))
+                if value == raw_path:
+                    known.update(str(p) for p in _raw_paths(settings, path))
+    sunset_rule = Rule(policy.platform.contract_id, "sunset", 0)
+    candidates: list[tuple[str, Path, Rule]] = []
+    if settings.raw.exists():
+        candidates += [("raw_drop", p, policy.rule("raw_drops")) for p in settings.raw.iterdir() if p.is_file()]
+    if settings.events_lake.exists():
+        candidates += [("lake_partition", p, policy.rule(DROP_ELEMENT)) for p in settings.events_lake.rglob("*") if p.is_file()]
+    if settings.quarantine.exists():
+        candidates += [("quarantine", p, policy.rule("quarantine")) for p in settings.quarantine.iterdir()]
+    if settings.staging.exists():
+        candidates += [("staging", p, policy.rule("staging")) for p in settings.staging.iterdir()
+                       if p.name not in known_ids]
+    planned = []
+    for kind, path, rule in candidates:
+        if str(path) in known or any(str(parent) in known for parent in path.parents):
+            continue
+        modified = _modified(path)
+        if sunset or modified + timedelta(hours=rule.hours) <= as_of:
+            object_id = settings.stored(path)
+            planned.append(Deletion(kind, object_id, sunset_rule if sunset else rule, paths=[path],
+                                    partition_key=_lake_partition_key(settings, path) if kind == "lake_partition" else None))
+    return planned
+
+
+def _modified(path) -> datetime:
+    """Last modification (an object-store "folder" is as new as its newest object)."""
+    if storage.is_local(path):
+        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    times = [storage.mtime_ns(child) for child in storage.files_under(path)]
+    return datetime.fromtimestamp(max(times, default=0) / 1e9, timezone.utc)
+
+
+def plan_tables(connection: duckdb.DuckDBPyConnection, settings: Settings, policy: RetentionPolicy,
+                as_of: datetime, sunset: bool, keep_aggregates: bool) -> list[Deletion]:
+    """Expired warehouse rows, one certificate per table and UTC day of the dating column."""
+    planned = []
+    for table_rule in policy.tables:
+        if table_rule.table == "audit_log":
+            continue  # pruned separately: the chain must stay anchored
+        if sunset and (table_rule.keep_at_sunset or (table_rule.published and keep_aggregates)):
+            continue
+        column = table_rule.column
+        if sunset:
+            predicate, params = "TRUE", []
+            rule = Rule(policy.platform.contract_id, "sunset", 0)
+        else:
+            predicate, params = f'"{column}" < ?::TIMESTAMPTZ', [as_of - timedelta(hours=table_rule.rule.hours)]
+            rule = table_rule.rule
+        days = connection.execute(
+            f'SELECT CAST(date_trunc(\'day\', "{column}"::TIMESTAMPTZ) AS TIMESTAMPTZ) AS day, count(*) '
+            f'FROM "{table_rule.table}" WHERE {predicate} GROUP BY ALL ORDER BY day',
+            params,
+        ).fetchall()
+        for day, count in days:
+            day = _utc(day)
+            if day is None:
+                where = f'"{column}" IS NULL AND {predicate}'
+                where_params = list(params)
+                key = "undated"
+            else:
+                where = f'"{column}"::TIMESTAMPTZ >= ?::TIMESTAMPTZ AND "{column}"::TIMESTAMPTZ < ?::TIMESTAMPTZ AND {predicate}'
+                where_params = [day, day + timedelta(days=1), *params]
+                key = day.strftime("%Y-%m-%d")
+            planned.append(Deletion("warehouse_rows", f"{table_rule.table}/{key}", rule, day, partition_key=key,
+                                    table=table_rule.table, where_sql=where, where_params=where_params, rows=count))
+    return planned
+
+
+
+def plan_outbox(settings: Settings, policy: RetentionPolicy, sunset: bool, keep_aggregates: bool) -> list[Deletion]:
+    """At sunset, broadcast requests go with their rows; their files are the outbox."""
+    if not (sunset and not keep_aggregates and settings.outbox.exists()):
+        return []
+    rule = Rule(policy.platform.contract_id, "sunset", 0)
+    return [Deletion("outbox", settings.stored(p), rule, paths=[p])
+            for p in sorted(settings.outbox.rglob("*")) if p.is_file()]
+
+
+def plan_deletions(connection: duckdb.DuckDBPyConnection, settings: Settings, policy: RetentionPolicy,
+                   as_of: datetime, sunset: bool, keep_aggregates: bool) -> list[Deletion]:
+    """Everything one run deletes: drops, orphaned files, warehouse rows, and at sunset the outbox."""
+    planned = plan_drops(connection, settings, policy, as_of, sunset)
+    planned += plan_orphans(connection, settings, policy, as_of, sunset)
+    planned += plan_tables(connection, settings, policy, as_of, sunset, keep_aggregates)
+    planned += plan_outbox(settings, policy, sunset, keep_aggregates)
+    return planned

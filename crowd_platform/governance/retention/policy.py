@@ -1,0 +1,93 @@
+"""Retention periods come from the data contracts only, so the contract a reviewer reads is the
+policy that runs: ``data_contracts/platform_datasets.yaml`` dates every dataset (slaProperties)
+and, per warehouse table, names the column that dates a row; for an operator's drops the
+operator's own contract (``events.subscriber_key``) wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from crowd_platform.common.contracts import Contract, load_contracts, operator_contracts
+from crowd_platform.common.settings import Settings
+
+PLATFORM_CONTRACT_ID = "platform-datasets"
+DROP_ELEMENT = "events.subscriber_key"
+FILE_METHOD = "unlink+fsync(dir)"
+ROWS_METHOD = "DELETE + rebuild (COPY FROM DATABASE to fresh file, atomic replace)"
+SAMPLE_KEYS_PER_FILE = 5
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Rule:
+    contract_id: str
+    element: str
+    hours: float
+
+    @property
+    def policy(self) -> str:
+        return f"{self.contract_id}#retention:{self.element}"
+
+    @property
+    def period(self) -> str:
+        hours = self.hours
+        if hours >= 24 * 365 and hours % (24 * 365) == 0:
+            return f"{int(hours // (24 * 365))}y"
+        if hours >= 168 and hours % 168 == 0:
+            return f"{int(hours // 168)}w"
+        if hours >= 24 and hours % 24 == 0:
+            return f"{int(hours // 24)}d"
+        return f"{hours:g}h"
+
+
+@dataclass(frozen=True)
+class TableRule:
+    table: str
+    column: str
+    rule: Rule
+    published: bool
+    keep_at_sunset: bool
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    platform: Contract
+    operators: dict[str, Contract]
+    tables: tuple[TableRule, ...]
+
+    def rule(self, element: str) -> Rule:
+        return Rule(self.platform.contract_id, element, self.platform.retention_hours(element))
+
+    def drop_rule(self, operator: str | None) -> Rule:
+        """The operator's own contract wins for its drops; the platform's value is the default."""
+        contract = self.operators.get(operator or "")
+        if contract is not None and DROP_ELEMENT in contract.retention:
+            return Rule(contract.contract_id, DROP_ELEMENT, contract.retention[DROP_ELEMENT])
+        return self.rule(DROP_ELEMENT)
+
+
+def _custom(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {item["property"]: item.get("value") for item in (items or []) if item.get("property")}
+
+
+def load_policy(settings: Settings) -> RetentionPolicy:
+    platform = next((c for c in load_contracts(settings.contracts_dir) if c.contract_id == PLATFORM_CONTRACT_ID), None)
+    if platform is None:
+        raise ValueError(f"no {PLATFORM_CONTRACT_ID} contract in {settings.contracts_dir}")
+    tables = []
+    for obj in platform.raw.get("schema") or []:
+        custom = _custom(obj.get("customProperties"))
+        if custom.get("storage") != "warehouse" or obj["name"] not in platform.retention:
+            continue
+        tables.append(TableRule(
+            table=obj.get("physicalName") or obj["name"],
+            column=str(custom["retention_column"]),
+            rule=Rule(platform.contract_id, obj["name"], platform.retention[obj["name"]]),
+            published=bool(custom.get("published", False)),
+            keep_at_sunset=custom.get("sunset") == "keep",
+        ))
+    return RetentionPolicy(platform, operator_contracts(settings.contracts_dir, "events"), tuple(tables))
