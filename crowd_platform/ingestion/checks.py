@@ -19,7 +19,7 @@ from crowd_platform.ingestion.layout import sql_literal
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX
 from crowd_platform.common.partitions import window_key, windows_between
 from crowd_platform.common.settings import Settings
-from crowd_platform.common.warehouse import fetch_dicts
+from crowd_platform.common.warehouse import fetch_dicts, read_sql
 
 ASSET_KEY = dg.AssetKey("operator_drops")
 # DESIGN.md section 4.1; the contracts' own forbiddenPattern is used when one is declared.
@@ -50,11 +50,7 @@ def _markdown(rows: list[tuple], header: tuple[str, ...]) -> str:
 
 
 def contract_rules_check(settings: Settings, con, start: datetime, end: datetime) -> dg.AssetCheckResult:
-    quarantined = fetch_dicts(con,
-        "SELECT d.drop_id, d.operator, list(DISTINCT c.rule ORDER BY c.rule) FILTER (WHERE NOT c.passed) AS rules, "
-        "coalesce(sum(c.unexpected_count) FILTER (WHERE NOT c.passed AND c.engine <> 'gx'), 0) AS unexpected "
-        "FROM drops d LEFT JOIN check_results c USING (drop_id) WHERE d.status = 'quarantined' "
-        "AND d.window_start >= ? AND d.window_start < ? GROUP BY ALL ORDER BY d.drop_id", [start, end])
+    quarantined = fetch_dicts(con, read_sql("ingestion/quarantined_drops_of_range"), {"start": start, "end": end})
     problems: list[str] = []
     for drop in _staged(con, start, end):
         if drop["validated_at"] is None:

@@ -45,13 +45,9 @@ def demo_gatherings(last_day: date, subscribers: int) -> list[dict]:
 
 def alerts_by_day(connection, gathering_day: date) -> list[dict]:
     """Per evaluated UTC day: windows evaluated and alerts opened; the gathering day is marked."""
-    rows = connection.execute(
-        "WITH evaluated AS (SELECT CAST(timezone('UTC', window_start) AS DATE) AS day, count(*) AS windows "
-        "FROM alert_evaluations WHERE evaluated GROUP BY 1), "
-        "opened AS (SELECT CAST(timezone('UTC', opened_window) AS DATE) AS day, count(*) AS alerts, "
-        "count(*) FILTER (WHERE level <> 'site') AS district_alerts FROM crowd_alerts GROUP BY 1) "
-        "SELECT e.day, e.windows, coalesce(o.alerts, 0), coalesce(o.district_alerts, 0) "
-        "FROM evaluated e LEFT JOIN opened o USING (day) ORDER BY e.day").fetchall()
+    from crowd_platform.common.warehouse import read_sql
+
+    rows = connection.execute(read_sql("alerts/alerts_by_day")).fetchall()
     return [{"day": day, "windows": windows, "alerts": alerts, "district_alerts": district,
              "kind": "gatherings" if day == gathering_day else "quiet"} for day, windows, alerts, district in rows]
 
