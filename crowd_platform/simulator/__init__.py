@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from crowd_platform.common import storage
 from crowd_platform.common.contracts import contract_for
-from crowd_platform.common.settings import get_settings
+from crowd_platform.common.settings import Settings, get_settings
 from crowd_platform.simulator import keys
 from crowd_platform.simulator.drops import (
     MANIFEST_SUFFIX,
@@ -30,9 +31,14 @@ from crowd_platform.simulator.drops import (
 )
 from crowd_platform.simulator.events import WindowGenerator
 from crowd_platform.simulator.faults import FAULT_TYPES, FaultPlan
-from crowd_platform.simulator.gatherings import default_gatherings, record_people_added, resolve_gatherings
-from crowd_platform.simulator.population import make_area_subscribers, make_subscribers
-from crowd_platform.simulator.world import OperatorNetwork, build_world
+from crowd_platform.simulator.gatherings import (
+    ActiveGathering,
+    default_gatherings,
+    record_people_added,
+    resolve_gatherings,
+)
+from crowd_platform.simulator.population import Subscribers, make_area_subscribers, make_subscribers
+from crowd_platform.simulator.world import OperatorNetwork, World, build_world
 
 __all__ = ["simulate", "simulated_windows", "FAULT_TYPES", "GROUND_TRUTH_FILE"]
 
@@ -95,6 +101,183 @@ def _area_mask(world, area: list[str]):
     return mask
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One simulate() call once its arguments are checked: where, what world, which operators and windows."""
+
+    settings: Settings
+    world: World
+    seed: int
+    start: date
+    days: int
+    hours: tuple[int, int] | None
+    day_step: int
+    operators: list[str]
+    windows: list[datetime]
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """The simulated subscribers, how many there are and how many subscribers stand for one person."""
+
+    population: Subscribers
+    count: int
+    sampling_fraction: float
+    area_info: dict[str, Any] | None = None
+
+
+@dataclass
+class _DropCounts:
+    """Per operator: drops written, events in them, and windows with no event (no drop)."""
+
+    drops: dict[str, int]
+    events: dict[str, int]
+    empty: dict[str, int]
+
+    @classmethod
+    def zero(cls, operators: list[str]) -> _DropCounts:
+        return cls({operator: 0 for operator in operators}, {operator: 0 for operator in operators},
+                   {operator: 0 for operator in operators})
+
+
+def _prepare_run(home: Path, start: date, days: int, subscribers: int, seed: int, hours: tuple[int, int] | None,
+                 operators: list[str] | None, day_step: int) -> _Run:
+    """Check the arguments, build the world (cached) and list the simulated windows."""
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    if subscribers < 1:
+        raise ValueError("subscribers must be at least 1")
+    if hours is not None and not (0 <= hours[0] < hours[1] <= 24):
+        raise ValueError("hours must be FROM-TO with 0 <= FROM < TO <= 24")
+    settings = get_settings(home)
+    world = build_world(settings, seed)
+    available = sorted(world.networks)
+    chosen = sorted(operators) if operators else available
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        raise ValueError(f"unknown operators: {', '.join(unknown)} (known: {', '.join(available)})")
+    if day_step < 1:
+        raise ValueError("day_step must be at least 1")
+    windows = simulated_windows(start, days, hours, day_step)
+    return _Run(settings=settings, world=world, seed=seed, start=start, days=days, hours=hours, day_step=day_step,
+                operators=chosen, windows=windows)
+
+
+def _draw_sample(world: World, subscribers: int, seed: int, area: list[str] | None, sims_per_person: float,
+                 area_visitors: bool) -> _Sample:
+    """A sample of all Jakarta (``subscribers`` of them), or every SIM tied to an area at full scale."""
+    if not area:
+        return _Sample(make_subscribers(world, subscribers, seed), subscribers, subscribers / world.total_population)
+    mask = _area_mask(world, area)
+    if sims_per_person <= 0:
+        raise ValueError("sims_per_person must be positive")
+    total_sims = int(round(world.total_population * sims_per_person))
+    population, kept = make_area_subscribers(world, total_sims, seed, mask, visitors=area_visitors)
+    area_info = {
+        "kecamatan": sorted(set(world.kelurahan["kec_name"].to_numpy()[mask].tolist())),
+        "kelurahan": int(mask.sum()),
+        "residents": int(round(float(world.kelurahan["population"].to_numpy()[mask].sum()))),
+        "sims_per_person": sims_per_person,
+        **kept,
+    }
+    # Every simulated SIM is a real one: a subscriber stands for 1 / sims_per_person people.
+    return _Sample(population, population.count, sims_per_person, area_info)
+
+
+def _active_gatherings(gatherings: list[dict] | None, run: _Run, sample: _Sample) -> list[ActiveGathering]:
+    """The gatherings to inject (default ones when None), resolved against the sample, with ground truth."""
+    specs = default_gatherings(run.windows, sample.count, run.seed) if gatherings is None else list(gatherings)
+    active = resolve_gatherings(specs, run.world, sample.population, run.seed,
+                                sampling_fraction=sample.sampling_fraction if sample.area_info else None)
+    record_people_added(active, sample.population, run.seed, sample.sampling_fraction)
+    return active
+
+
+def _plan_faults(run: _Run, faults: set[str] | frozenset[str]) -> FaultPlan:
+    gzip_operators = {name for name in run.operators
+                      if run.world.networks[name].contract.layout.get("compression") == "gzip"}
+    return FaultPlan.plan(set(faults), run.windows, run.operators, run.seed, gzip_operators=gzip_operators)
+
+
+def _write_window(run: _Run, generator: WindowGenerator, fault_plan: FaultPlan, window_start: datetime,
+                  counts: _DropCounts) -> None:
+    """Every operator's drop of one window (through the fault plan), counted in ``counts``."""
+    landing = run.settings.landing
+    window_end = window_start + WINDOW
+    raw = generator.raw_window(window_start)
+    for operator in run.operators:
+        canonical = generator.canonical(raw, operator, window_start)
+        if canonical.height == 0:
+            # Only possible with a handful of subscribers: no operator sends an empty file
+            # (the contracts' not_empty rule would quarantine it), so nothing is dropped.
+            counts.empty[operator] += 1
+            continue
+        counts.drops[operator] += fault_plan.write(
+            landing,
+            run.world.networks[operator].contract,
+            canonical,
+            operator=operator,
+            window_start=window_start,
+            window_end=window_end,
+            key_id=keys.key_id(operator, window_start.date()),
+            raw_msisdn_events=lambda c=canonical, o=operator: generator.msisdn_frame(c, raw, o),
+        )
+        counts.events[operator] += canonical.height
+    fault_plan.after_window(window_start)
+
+
+def _write_drops(run: _Run, generator: WindowGenerator, fault_plan: FaultPlan, progress: bool) -> _DropCounts:
+    """Cell lists, then every window's events drops in time order, then the faults held back (late drops)."""
+    landing = run.settings.landing
+    storage.ensure_dir(landing)
+    counts = _DropCounts.zero(run.operators)
+    for operator in run.operators:
+        _write_cells_drop(landing, run.settings, run.world.networks[operator], run.windows[0])
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(run.windows), unit="window", desc="simulate", leave=False)
+    try:
+        for window_start in run.windows:
+            _write_window(run, generator, fault_plan, window_start, counts)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    fault_plan.finish()
+    for record in fault_plan.records:
+        if record["type"] == "late":
+            counts.drops[record["operator"]] += 1
+    return counts
+
+
+def _ground_truth(run: _Run, sample: _Sample, active: list[ActiveGathering], fault_plan: FaultPlan) -> dict[str, Any]:
+    """ground_truth.json: the run, the population per operator, injected gatherings and faults."""
+    world, population = run.world, sample.population
+    return {
+        "seed": run.seed,
+        "start": run.start.isoformat(),
+        "days": run.days,
+        "hours_utc": list(run.hours) if run.hours else None,
+        "windows": len(run.windows),
+        "subscribers": sample.count,
+        "population": world.total_population,
+        "sampling_fraction": sample.sampling_fraction,
+        **({"area": sample.area_info, "day_step": run.day_step} if sample.area_info else {}),
+        "operators": run.operators,
+        "market_share": {operator: world.market_share[operator] for operator in run.operators},
+        "subscribers_by_operator": {
+            operator: int((population.operator_of == population.operators.index(operator)).sum())
+            for operator in run.operators
+        },
+        "gatherings": [gathering.record for gathering in active],
+        "faults": fault_plan.records,
+    }
+
+
 def simulate(
     home: Path,
     start: date,
@@ -119,125 +302,26 @@ def simulate(
     populations only), gatherings (ground truth), faults, windows, elapsed seconds.
     """
     began = time.monotonic()
-    if days < 1:
-        raise ValueError("days must be at least 1")
-    if subscribers < 1:
-        raise ValueError("subscribers must be at least 1")
-    if hours is not None and not (0 <= hours[0] < hours[1] <= 24):
-        raise ValueError("hours must be FROM-TO with 0 <= FROM < TO <= 24")
-    settings = get_settings(home)
-    world = build_world(settings, seed)
-    available = sorted(world.networks)
-    chosen = sorted(operators) if operators else available
-    unknown = sorted(set(chosen) - set(available))
-    if unknown:
-        raise ValueError(f"unknown operators: {', '.join(unknown)} (known: {', '.join(available)})")
-    if day_step < 1:
-        raise ValueError("day_step must be at least 1")
-    windows = simulated_windows(start, days, hours, day_step)
-    area_info = None
-    if area:
-        mask = _area_mask(world, area)
-        if sims_per_person <= 0:
-            raise ValueError("sims_per_person must be positive")
-        total_sims = int(round(world.total_population * sims_per_person))
-        population, kept = make_area_subscribers(world, total_sims, seed, mask, visitors=area_visitors)
-        subscribers = population.count
-        area_info = {
-            "kecamatan": sorted(set(world.kelurahan["kec_name"].to_numpy()[mask].tolist())),
-            "kelurahan": int(mask.sum()),
-            "residents": int(round(float(world.kelurahan["population"].to_numpy()[mask].sum()))),
-            "sims_per_person": sims_per_person,
-            **kept,
-        }
-        # Every simulated SIM is a real one: a subscriber stands for 1 / sims_per_person people.
-        sampling_fraction = sims_per_person
-    else:
-        population = make_subscribers(world, subscribers, seed)
-        sampling_fraction = subscribers / world.total_population
-    specs = default_gatherings(windows, subscribers, seed) if gatherings is None else list(gatherings)
-    active = resolve_gatherings(specs, world, population, seed,
-                                sampling_fraction=sampling_fraction if area else None)
-    record_people_added(active, population, seed, sampling_fraction)
-    generator = WindowGenerator(world, population, active, seed)
-    gzip_operators = {name for name in chosen if world.networks[name].contract.layout.get("compression") == "gzip"}
-    fault_plan = FaultPlan.plan(set(faults), windows, chosen, seed, gzip_operators=gzip_operators)
+    run = _prepare_run(home, start, days, subscribers, seed, hours, operators, day_step)
+    sample = _draw_sample(run.world, subscribers, seed, area, sims_per_person, area_visitors)
+    active = _active_gatherings(gatherings, run, sample)
+    generator = WindowGenerator(run.world, sample.population, active, seed)
+    fault_plan = _plan_faults(run, faults)
+    counts = _write_drops(run, generator, fault_plan, progress)
 
-    landing = settings.landing
-    storage.ensure_dir(landing)
-    drops = {operator: 0 for operator in chosen}
-    events = {operator: 0 for operator in chosen}
-    empty = {operator: 0 for operator in chosen}
-    for operator in chosen:
-        _write_cells_drop(landing, settings, world.networks[operator], windows[0])
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(windows), unit="window", desc="simulate", leave=False)
-    try:
-        for window_start in windows:
-            window_end = window_start + WINDOW
-            raw = generator.raw_window(window_start)
-            for operator in chosen:
-                canonical = generator.canonical(raw, operator, window_start)
-                if canonical.height == 0:
-                    # Only possible with a handful of subscribers: no operator sends an empty file
-                    # (the contracts' not_empty rule would quarantine it), so nothing is dropped.
-                    empty[operator] += 1
-                    continue
-                drops[operator] += fault_plan.write(
-                    landing,
-                    world.networks[operator].contract,
-                    canonical,
-                    operator=operator,
-                    window_start=window_start,
-                    window_end=window_end,
-                    key_id=keys.key_id(operator, window_start.date()),
-                    raw_msisdn_events=lambda c=canonical, o=operator: generator.msisdn_frame(c, raw, o),
-                )
-                events[operator] += canonical.height
-            fault_plan.after_window(window_start)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    fault_plan.finish()
-    for record in fault_plan.records:
-        if record["type"] == "late":
-            drops[record["operator"]] += 1
-
-    ground_truth = {
-        "seed": seed,
-        "start": start.isoformat(),
-        "days": days,
-        "hours_utc": list(hours) if hours else None,
-        "windows": len(windows),
-        "subscribers": subscribers,
-        "population": world.total_population,
-        "sampling_fraction": sampling_fraction,
-        **({"area": area_info, "day_step": day_step} if area_info else {}),
-        "operators": chosen,
-        "market_share": {operator: world.market_share[operator] for operator in chosen},
-        "subscribers_by_operator": {
-            operator: int((population.operator_of == population.operators.index(operator)).sum()) for operator in chosen
-        },
-        "gatherings": [gathering.record for gathering in active],
-        "faults": fault_plan.records,
-    }
-    settings.home.mkdir(parents=True, exist_ok=True)
-    _atomic_write(settings.home / GROUND_TRUTH_FILE, json.dumps(ground_truth, indent=1).encode())
+    ground_truth = _ground_truth(run, sample, active, fault_plan)
+    home_dir = run.settings.home
+    home_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(home_dir / GROUND_TRUTH_FILE, json.dumps(ground_truth, indent=1).encode())
     return {
-        "home": str(settings.home),
-        "windows": len(windows),
-        "drops": drops,
-        "events": events,
-        "total_events": sum(events.values()),
-        "empty_windows": {operator: count for operator, count in empty.items() if count},
+        "home": str(home_dir),
+        "windows": len(run.windows),
+        "drops": counts.drops,
+        "events": counts.events,
+        "total_events": sum(counts.events.values()),
+        "empty_windows": {operator: count for operator, count in counts.empty.items() if count},
         "gatherings": ground_truth["gatherings"],
         "faults": fault_plan.records,
-        "ground_truth": str(settings.home / GROUND_TRUTH_FILE),
+        "ground_truth": str(home_dir / GROUND_TRUTH_FILE),
         "elapsed_s": round(time.monotonic() - began, 2),
     }

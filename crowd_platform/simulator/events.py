@@ -91,47 +91,63 @@ class WindowGenerator:
     # ---- one window ----
     def raw_window(self, window_start: datetime) -> pl.DataFrame:
         """Events as integers: subscriber, operator code, cell index, second in window, type code."""
-        subs = self.subscribers
         start_epoch = int((window_start - _EPOCH).total_seconds())
         rng = np.random.default_rng([self.seed, 5, start_epoch])
-        local = window_start + LOCAL_OFFSET
-        local_day = local.date()
-        local_h0 = local.hour + local.minute / 60.0
-        activity = DIURNAL[local.hour] * subs.activity
-        who_parts, second_parts, type_parts = [], [], []
+        window_end = window_start + timedelta(seconds=WINDOW_SECONDS)
+        active = [g for g in self.gatherings if g.start < window_end and g.end > window_start]
+        # Each part is (who, second, event type); the random draws happen in this order.
+        parts = [
+            *self._usage_events(rng, window_start),
+            self._location_updates(start_epoch),
+            *(self._gathering_usage(rng, gathering, window_start) for gathering in active),
+        ]
+        who, second, event_type = (np.concatenate(column) for column in zip(*parts))
+        operator = self.subscribers.operator_of[who]
+        cell = self._event_cells(rng, who, operator, second, window_start, active)
+        frame = pl.DataFrame(
+            {"who": who, "operator": operator, "cell": cell, "second": second, "event_type": event_type}
+        )
+        # The contract forbids duplicate (subscriber, cell, time, type) rows; times have 1 s resolution.
+        return frame.unique(subset=["who", "cell", "second", "event_type"], keep="first").sort(["second", "who", "event_type", "cell"])
+
+    def _usage_events(self, rng: np.random.Generator, window_start: datetime) -> list[tuple[np.ndarray, ...]]:
+        """Data sessions, calls and SMS: Poisson counts per subscriber, uniform seconds in the window."""
+        subs = self.subscribers
+        activity = DIURNAL[(window_start + LOCAL_OFFSET).hour] * subs.activity
+        parts = []
         for type_code, event_type in enumerate(EVENT_TYPES[:3]):
             expected = RATE_PER_HOUR[event_type] * activity * (WINDOW_SECONDS / 3600.0)
             counts = rng.poisson(expected)
             who = np.repeat(np.arange(subs.count, dtype=np.int32), counts)
-            who_parts.append(who)
-            second_parts.append(rng.integers(0, WINDOW_SECONDS, len(who), dtype=np.int32))
-            type_parts.append(np.full(len(who), type_code, dtype=np.int8))
-        # Periodic location update: the timer fires at phase + k * period.
+            second = rng.integers(0, WINDOW_SECONDS, len(who), dtype=np.int32)
+            parts.append((who, second, np.full(len(who), type_code, dtype=np.int8)))
+        return parts
+
+    def _location_updates(self, start_epoch: int) -> tuple[np.ndarray, ...]:
+        """Periodic location updates: each phone's timer fires at phase + k * period."""
+        subs = self.subscribers
         until_next = (subs.lu_phase_s.astype(np.int64) - start_epoch) % subs.lu_period_s
         fires = np.flatnonzero(until_next < WINDOW_SECONDS).astype(np.int32)
-        who_parts.append(fires)
-        second_parts.append(until_next[fires].astype(np.int32))
-        type_parts.append(np.full(len(fires), EVENT_TYPES.index("location_update"), dtype=np.int8))
+        return fires, until_next[fires].astype(np.int32), np.full(len(fires), EVENT_TYPES.index("location_update"), dtype=np.int8)
 
-        window_end = window_start + timedelta(seconds=WINDOW_SECONDS)
-        active = [g for g in self.gatherings if g.start < window_end and g.end > window_start]
-        for gathering in active:
-            # Participants use their phones more while at the gathering.
-            lo = max(0, int((gathering.start - window_start).total_seconds()))
-            hi = min(WINDOW_SECONDS, int((gathering.end - window_start).total_seconds()))
-            expected = GATHERING_EXTRA_DATA_PER_H * (hi - lo) / 3600.0
-            counts = rng.poisson(expected, len(gathering.participants))
-            who = np.repeat(gathering.participants.astype(np.int32), counts)
-            who_parts.append(who)
-            second_parts.append(rng.integers(lo, hi, len(who), dtype=np.int32))
-            type_parts.append(np.zeros(len(who), dtype=np.int8))
+    @staticmethod
+    def _gathering_usage(rng: np.random.Generator, gathering: ActiveGathering,
+                         window_start: datetime) -> tuple[np.ndarray, ...]:
+        """Extra data sessions: participants use their phones more while at the gathering."""
+        lo = max(0, int((gathering.start - window_start).total_seconds()))
+        hi = min(WINDOW_SECONDS, int((gathering.end - window_start).total_seconds()))
+        expected = GATHERING_EXTRA_DATA_PER_H * (hi - lo) / 3600.0
+        counts = rng.poisson(expected, len(gathering.participants))
+        who = np.repeat(gathering.participants.astype(np.int32), counts)
+        return who, rng.integers(lo, hi, len(who), dtype=np.int32), np.zeros(len(who), dtype=np.int8)
 
-        who = np.concatenate(who_parts)
-        second = np.concatenate(second_parts)
-        event_type = np.concatenate(type_parts)
-        operator = subs.operator_of[who]
-        plan = self.plan(local_day)
-        place, fraction = place_at(plan, who, (local_h0 + second / 3600.0).astype(np.float32))
+    def _event_cells(self, rng: np.random.Generator, who: np.ndarray, operator: np.ndarray, second: np.ndarray,
+                     window_start: datetime, active: list[ActiveGathering]) -> np.ndarray:
+        """Cell index of each event: the place's own cell, or the nearest one on the road or at a gathering."""
+        subs = self.subscribers
+        local = window_start + LOCAL_OFFSET
+        local_h0 = local.hour + local.minute / 60.0
+        place, fraction = place_at(self.plan(local.date()), who, (local_h0 + second / 3600.0).astype(np.float32))
         cell = np.full(len(who), -1, dtype=np.int32)
         for code in (HOME, WORK, THIRD):
             hit = place == code
@@ -152,11 +168,7 @@ class WindowGenerator:
             rows = np.flatnonzero(query & (operator == code))
             if len(rows):
                 cell[rows] = self.world.networks[name].nearest(xy[rows])
-        frame = pl.DataFrame(
-            {"who": who, "operator": operator, "cell": cell, "second": second, "event_type": event_type}
-        )
-        # The contract forbids duplicate (subscriber, cell, time, type) rows; times have 1 s resolution.
-        return frame.unique(subset=["who", "cell", "second", "event_type"], keep="first").sort(["second", "who", "event_type", "cell"])
+        return cell
 
     def canonical(self, raw: pl.DataFrame, operator: str, window_start: datetime) -> pl.DataFrame:
         """One operator's events in canonical columns (subscriber_key, cell_id, event_time, event_type)."""
@@ -166,7 +178,6 @@ class WindowGenerator:
         digests = np.ascontiguousarray(self.digests(operator, window_start.date())[self.local_index()[who]])
         # Fixed-size binary straight from the digest bytes, then hex in Rust: no Python loop.
         binary = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(who), [None, pa.py_buffer(digests.tobytes())])
-        network = self.world.networks[operator]
         start = pl.lit(window_start.replace(tzinfo=None), dtype=pl.Datetime("us")).dt.replace_time_zone("UTC")
         return pl.DataFrame(
             {

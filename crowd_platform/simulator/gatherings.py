@@ -123,6 +123,67 @@ def load_gatherings(path: Path) -> list[dict[str, Any]]:
     return items
 
 
+def _gathering_place(spec: dict[str, Any], number: int, world: World) -> tuple[int, float, float]:
+    """(kelurahan row, lon, lat) of a spec: its lon/lat, or the centre of a kelurahan given by code or name."""
+    kelurahan = world.kelurahan
+    if "lon" in spec and "lat" in spec:
+        lon, lat = float(spec["lon"]), float(spec["lat"])
+        return world.locate(lon, lat), lon, lat
+    if not any(name in spec for name in ("kelurahan_code", "kelurahan", "kelurahan_name")):
+        raise ValueError(f"gathering {number}: needs lon/lat, kelurahan_code or kelurahan")
+    # A kelurahan by BPS code or by name (case-insensitive); the gathering is at its centre.
+    wanted = str(spec.get("kelurahan_code") or spec.get("kelurahan") or spec.get("kelurahan_name")).strip()
+    matches = np.flatnonzero(kelurahan["code"].to_numpy() == wanted)
+    if not len(matches):
+        matches = np.flatnonzero(kelurahan["name"].str.to_lowercase().to_numpy() == wanted.lower())
+    if len(matches) != 1:
+        problem = "unknown" if not len(matches) else "ambiguous (use kelurahan_code)"
+        raise ValueError(f"gathering {number}: kelurahan {wanted!r} is {problem}")
+    row = int(matches[0])
+    lon, lat = world.to_lonlat.transform(kelurahan["x"][row], kelurahan["y"][row])
+    return row, lon, lat
+
+
+def _gathering_period(spec: dict[str, Any], number: int) -> tuple[datetime, datetime]:
+    """(start, end) of a spec: start and end, or start and duration_minutes."""
+    start = _parse_time(spec["start"])
+    end = _parse_time(spec["end"]) if "end" in spec else start + timedelta(minutes=float(spec["duration_minutes"]))
+    if end <= start:
+        raise ValueError(f"gathering {number}: end is not after start")
+    return start, end
+
+
+def _requested_size(spec: dict[str, Any], number: int, population: int) -> int:
+    """Extra subscribers asked for (``extra_subscribers`` or ``size``), at most the whole population."""
+    extra = int(spec.get("extra_subscribers", spec.get("size", 0)))
+    if extra <= 0:
+        raise ValueError(f"gathering {number}: extra_subscribers must be positive")
+    return min(extra, population)
+
+
+def _pick_participants(
+    subscribers: Subscribers, x: float, y: float, start: datetime, end: datetime, extra: int,
+    earlier: list[ActiveGathering], rng: np.random.Generator,
+) -> tuple[np.ndarray, int]:
+    """Sorted participants and the radius (m) of the homes they come from.
+
+    Participants come from the surrounding area: a random draw among the 3x nearest homes. Nobody
+    is at two gatherings at once: people busy at an overlapping earlier one are not eligible.
+    (``x``, ``y``) stay Python floats: distances keep the dtype of the home coordinates.
+    """
+    distance = np.hypot(subscribers.home_xy[:, 0] - x, subscribers.home_xy[:, 1] - y)
+    busy = np.zeros(subscribers.count, dtype=bool)
+    for other in earlier:
+        if other.start < end and other.end > start:
+            busy[other.participants] = True
+    distance = np.where(busy, np.inf, distance)
+    extra = min(extra, int((~busy).sum()))
+    nearest = np.argsort(distance, kind="stable")[: min(int((~busy).sum()), 3 * extra)]
+    participants = np.sort(rng.choice(nearest, size=extra, replace=False))
+    origin_radius = int(round(float(distance[nearest].max()))) if len(nearest) else 0
+    return participants, origin_radius
+
+
 def resolve_gatherings(
     specs: list[dict[str, Any]], world: World, subscribers: Subscribers, seed: int,
     sampling_fraction: float | None = None,
@@ -138,51 +199,13 @@ def resolve_gatherings(
         sampling_fraction = subscribers.count / world.total_population
     resolved: list[ActiveGathering] = []
     for number, spec in enumerate(specs, start=1):
-        if "lon" in spec and "lat" in spec:
-            lon, lat = float(spec["lon"]), float(spec["lat"])
-            row = world.locate(lon, lat)
-        elif any(name in spec for name in ("kelurahan_code", "kelurahan", "kelurahan_name")):
-            # A kelurahan by BPS code or by name (case-insensitive); the gathering is at its centre.
-            wanted = str(spec.get("kelurahan_code") or spec.get("kelurahan") or spec.get("kelurahan_name")).strip()
-            matches = np.flatnonzero(kelurahan["code"].to_numpy() == wanted)
-            if not len(matches):
-                matches = np.flatnonzero(kelurahan["name"].str.to_lowercase().to_numpy() == wanted.lower())
-            if len(matches) != 1:
-                problem = "unknown" if not len(matches) else "ambiguous (use kelurahan_code)"
-                raise ValueError(f"gathering {number}: kelurahan {wanted!r} is {problem}")
-            row = int(matches[0])
-            lon, lat = world.to_lonlat.transform(kelurahan["x"][row], kelurahan["y"][row])
-        else:
-            raise ValueError(f"gathering {number}: needs lon/lat, kelurahan_code or kelurahan")
-        start = _parse_time(spec["start"])
-        end = _parse_time(spec["end"]) if "end" in spec else start + timedelta(minutes=float(spec["duration_minutes"]))
-        if end <= start:
-            raise ValueError(f"gathering {number}: end is not after start")
-        extra = int(spec.get("extra_subscribers", spec.get("size", 0)))
-        if extra <= 0:
-            raise ValueError(f"gathering {number}: extra_subscribers must be positive")
-        extra = min(extra, subscribers.count)
+        row, lon, lat = _gathering_place(spec, number, world)
+        start, end = _gathering_period(spec, number)
+        extra = _requested_size(spec, number, subscribers.count)
         x, y = world.to_xy.transform(lon, lat)
-        place = np.array([x, y])
-        # Participants come from the surrounding area: a random draw among the 3x nearest homes.
-        distance = np.hypot(subscribers.home_xy[:, 0] - x, subscribers.home_xy[:, 1] - y)
-        # Nobody is at two gatherings at once: people busy at an overlapping one are not eligible.
-        busy = np.zeros(subscribers.count, dtype=bool)
-        for other in resolved:
-            if other.start < end and other.end > start:
-                busy[other.participants] = True
-        distance = np.where(busy, np.inf, distance)
-        extra = min(extra, int((~busy).sum()))
-        nearest = np.argsort(distance, kind="stable")[: min(int((~busy).sum()), 3 * extra)]
-        rng = np.random.default_rng([seed, 4, number])
-        participants = np.sort(rng.choice(nearest, size=extra, replace=False))
-        by_operator = {
-            operator: int((subscribers.operator_of[participants] == code).sum())
-            for code, operator in enumerate(subscribers.operators)
-        }
-        # Every operator's count / (share x sampling fraction) estimates the same crowd; over all
-        # operators (shares sum to 1) that is extra / sampling fraction.
-        people = extra / sampling_fraction
+        participants, origin_radius = _pick_participants(subscribers, x, y, start, end, extra, resolved,
+                                                         np.random.default_rng([seed, 4, number]))
+        extra = len(participants)  # fewer when people are busy at an overlapping gathering
         record = {
             "id": str(spec.get("id") or f"g{number}"),
             "site": spec.get("site"),
@@ -196,11 +219,16 @@ def resolve_gatherings(
             "start": _iso(start),
             "end": _iso(end),
             "extra_subscribers": extra,
-            "extra_subscribers_by_operator": by_operator,
-            "people_equivalent": int(round(people)),
-            "origin_radius_m": int(round(float(distance[nearest].max()))) if len(nearest) else 0,
+            "extra_subscribers_by_operator": {
+                operator: int((subscribers.operator_of[participants] == code).sum())
+                for code, operator in enumerate(subscribers.operators)
+            },
+            # Every operator's count / (share x sampling fraction) estimates the same crowd; over
+            # all operators (shares sum to 1) that is extra / sampling fraction.
+            "people_equivalent": int(round(extra / sampling_fraction)),
+            "origin_radius_m": origin_radius,
         }
-        resolved.append(ActiveGathering(record=record, start=start, end=end, xy=place, participants=participants,
+        resolved.append(ActiveGathering(record=record, start=start, end=end, xy=np.array([x, y]), participants=participants,
                                         kelurahan_row=row))
     return resolved
 

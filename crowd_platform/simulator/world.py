@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 from shapely import contains_xy
 
 from crowd_platform.common.contracts import Contract, operator_contracts
-from crowd_platform.common.settings import Settings
+from crowd_platform.common.settings import BoundaryLevel, Settings
 
 # Central business kecamatan of Jakarta (Sudirman-Thamrin-Kuningan-Senayan corridor, Kota Tua
 # excluded: it is mostly tourism): where office jobs concentrate.
@@ -143,24 +143,26 @@ def _population(settings: Settings, kelurahan: gpd.GeoDataFrame) -> np.ndarray:
     return residents
 
 
-@lru_cache(maxsize=4)
-def _build_world(config_path: str, contracts_dir: str, seed: int) -> World:
-    settings = _settings_for(config_path, contracts_dir)
-    geography = settings.config.geography
-    crs = geography.area_crs
-    to_xy = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    level = next(entry for entry in geography.levels if entry.level == "kelurahan")
+def _kelurahan_polygons(level: BoundaryLevel, crs: str) -> gpd.GeoDataFrame:
+    """Kelurahan polygons in projected metres, in BPS code order, with their area (m2)."""
     frame = gpd.read_file(level.file).to_crs(crs)
     frame = frame.sort_values("kode_desa").reset_index(drop=True)
     frame["area_m2"] = frame.geometry.area
-    residents = _population(settings, frame)
-    cbd = frame["kecamatan"].isin(CBD_KECAMATAN).to_numpy() & frame["is_admin_unit"].to_numpy(dtype=bool)
-    population_weight = residents / residents.sum()
-    cbd_area = np.where(cbd, frame["area_m2"].to_numpy(), 0.0)
-    job_weight = CBD_JOB_SHARE * cbd_area / cbd_area.sum() + (1 - CBD_JOB_SHARE) * population_weight
+    return frame
 
-    # Fixed pool of points inside each inhabited polygon; the seed makes the pool reproducible.
+
+def _job_weight(frame: gpd.GeoDataFrame, cbd: np.ndarray, population_weight: np.ndarray) -> np.ndarray:
+    """Share of jobs per kelurahan: CBD_JOB_SHARE over CBD land area, the rest like residents."""
+    cbd_area = np.where(cbd, frame["area_m2"].to_numpy(), 0.0)
+    return CBD_JOB_SHARE * cbd_area / cbd_area.sum() + (1 - CBD_JOB_SHARE) * population_weight
+
+
+def _point_pool(frame: gpd.GeoDataFrame, residents: np.ndarray, job_weight: np.ndarray, seed: int) -> np.ndarray:
+    """Fixed pool of points inside each inhabited polygon; the seed makes the pool reproducible.
+
+    Rejection sampling in the polygon's bounding box; a kelurahan with neither residents nor
+    jobs gets its representative point only (and draws nothing from the generator).
+    """
     rng = np.random.default_rng([seed, 0x9E0])
     points = np.zeros((len(frame), POINTS_PER_KELURAHAN, 2))
     for row, geometry in enumerate(frame.geometry):
@@ -179,9 +181,13 @@ def _build_world(config_path: str, contracts_dir: str, seed: int) -> World:
             found.append(inside)
             count += len(inside)
         points[row] = np.concatenate(found)[:POINTS_PER_KELURAHAN]
+    return points
 
+
+def _kelurahan_table(frame: gpd.GeoDataFrame, level: BoundaryLevel, residents: np.ndarray, cbd: np.ndarray) -> pl.DataFrame:
+    """World.kelurahan: codes and names, residents, CBD flag and representative point (m)."""
     centroids = frame.geometry.representative_point()
-    kelurahan = pl.DataFrame(
+    return pl.DataFrame(
         {
             "code": frame[level.code].astype(str).to_numpy(),
             "name": frame[level.name].astype(str).to_numpy(),
@@ -194,14 +200,29 @@ def _build_world(config_path: str, contracts_dir: str, seed: int) -> World:
             "y": centroids.y.to_numpy(),
         }
     )
+
+
+@lru_cache(maxsize=4)
+def _build_world(config_path: str, contracts_dir: str, seed: int) -> World:
+    settings = _settings_for(config_path, contracts_dir)
+    geography = settings.config.geography
+    crs = geography.area_crs
+    to_xy = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    level = next(entry for entry in geography.levels if entry.level == "kelurahan")
+    frame = _kelurahan_polygons(level, crs)
+    residents = _population(settings, frame)
+    cbd = frame["kecamatan"].isin(CBD_KECAMATAN).to_numpy() & frame["is_admin_unit"].to_numpy(dtype=bool)
+    population_weight = residents / residents.sum()
+    job_weight = _job_weight(frame, cbd, population_weight)
     contracts = operator_contracts(settings.contracts_dir, "events")
     networks = _cell_networks(settings, contracts, to_xy)
     shares = {operator: float(contracts[operator].market_share or 0.0) for operator in networks}
     return World(
-        kelurahan=kelurahan,
+        kelurahan=_kelurahan_table(frame, level, residents, cbd),
         population_weight=population_weight,
         job_weight=job_weight,
-        points=points,
+        points=_point_pool(frame, residents, job_weight, seed),
         total_population=int(round(residents.sum())),
         networks=networks,
         market_share=shares,
