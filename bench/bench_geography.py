@@ -46,7 +46,7 @@ def run_case(kind: str, cells: int, seed: int) -> dict:
     from crowd_platform.common.settings import get_settings
 
     settings = get_settings(Path(os.environ.get("TMPDIR", "/tmp")) / "crowd_bench_home")  # nothing is written there
-    config = boundaries.geography_config(settings)
+    config = settings.config.geography
     timings: dict[str, float] = {}
 
     def timed(name, fn):

@@ -13,7 +13,7 @@ import pytest
 
 from crowd_platform.geography.assets import geography_assets
 from crowd_platform.geography.checks import geography_checks
-from crowd_platform.geography import boundaries, coverage, registry
+from crowd_platform.geography import coverage, registry
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.settings import get_settings
 from crowd_platform.common.warehouse import connect
@@ -24,7 +24,7 @@ SNAPSHOT_2 = SNAPSHOT_1 + timedelta(days=7)
 
 def reference_cells(per_operator: int = 30) -> pd.DataFrame:
     settings = get_settings()
-    cells = registry.opencellid_cells(boundaries.geography_config(settings).cells_reference, settings.contracts_dir)
+    cells = registry.opencellid_cells(settings.config.geography.cells_reference, settings.contracts_dir)
     cells = cells.drop_duplicates("cell_id", keep=False)
     return cells.groupby("operator", group_keys=False).head(per_operator).reset_index(drop=True)
 

@@ -4,7 +4,8 @@ Two 2 km x 2 km districts side by side in UTM 48S (Jakarta's projection), "A" we
 east, plus a water unit north of them that counts for area but never for weights.
 """
 
-import dataclasses
+
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -12,16 +13,18 @@ import pandas as pd
 import pytest
 import shapely
 
+from crowd_platform.common.settings import BoundaryLevel, GeographySection
 from crowd_platform.geography import boundaries, coverage
 
 AREA_CRS = "EPSG:32748"
 X0, Y0 = 700_000.0, 9_310_000.0
 SIDE = 2_000.0
 
-CONFIG = boundaries.GeographyConfig(
-    name="synthetic", levels=(), population_file=None, population_code="", population_total="",
-    population_level=None, area_crs=AREA_CRS, weights_method="voronoi_area", weight_by_population=False,
-    cells_reference=None, area_buffer_m=500.0, move_threshold_m=50.0, site_decimals=6,
+# Boundaries are given as frames below; the level only satisfies the section's schema.
+CONFIG = GeographySection(
+    name="synthetic", levels=(BoundaryLevel(level="kelurahan", file=Path("synthetic.geojson"), code="district_code"),),
+    area_crs=AREA_CRS, weights_method="voronoi_area", weight_by_population=False,
+    area_buffer_m=500.0, move_threshold_m=50.0, site_decimals=6,
 )
 
 
@@ -110,7 +113,7 @@ def test_site_exactly_on_a_border():
     area = coverage.apportion(on_border, synthetic_districts(), CONFIG)
     assert_invariants(area)
     assert np.allclose(area.weights.query("scope == 'op'")["weight"], 0.5)
-    pip_config = dataclasses.replace(CONFIG, weights_method="point_in_polygon")
+    pip_config = CONFIG.model_copy(update={"weights_method": "point_in_polygon"})
     pip = coverage.apportion(on_border, synthetic_districts(), pip_config)
     assert_invariants(pip)
     # Deterministic: on a border the lowest code wins.
@@ -118,7 +121,7 @@ def test_site_exactly_on_a_border():
 
 
 def test_population_weighting_follows_density():
-    config = dataclasses.replace(CONFIG, weight_by_population=True)
+    config = CONFIG.model_copy(update={"weight_by_population": True})
     result = coverage.apportion(sites_at([(X0 + SIDE, Y0 + 1000)]), synthetic_districts(1000.0, 3000.0), config)
     assert_invariants(result)
     weights = result.weights.query("scope == 'op'").set_index("district_code")["weight"]
@@ -128,10 +131,10 @@ def test_population_weighting_follows_density():
 def test_offshore_site_goes_to_nearest_district_and_uninhabited_falls_back_to_area():
     # In the lake, north of B: its polygon has land, so it still gets area weights.
     result = coverage.apportion(sites_at([(X0 + 3000, Y0 + 2500)]), synthetic_districts(0.0, 0.0),
-                           dataclasses.replace(CONFIG, weight_by_population=True))
+                           CONFIG.model_copy(update={"weight_by_population": True}))
     assert_invariants(result)
     pip = coverage.apportion(sites_at([(X0 + 3000, Y0 + 2500)]), synthetic_districts(),
-                        dataclasses.replace(CONFIG, weights_method="point_in_polygon"))
+                        CONFIG.model_copy(update={"weights_method": "point_in_polygon"}))
     assert pip.weights.query("scope == 'op'")["district_code"].tolist() == ["B"]
 
 

@@ -63,7 +63,7 @@ def _table_metadata(crowd: CrowdPlatform, table: str, lineage: dict | None) -> d
 )
 def districts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
-    config = boundaries.geography_config(settings)
+    config = settings.config.geography
     frame, hierarchy = boundaries.build_districts(config)
     for level, part in frame.groupby("level"):
         part.to_parquet(settings.geo_cache / f"districts_{level}.parquet")
@@ -99,7 +99,7 @@ def districts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.Mat
 )
 def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
-    config = boundaries.geography_config(settings)
+    config = settings.config.geography
     with crowd.warehouse() as con:
         drops, screened = cell_registry.screen_cell_drops(con, settings, _load_districts(con), config)
     accepted = screened[screened["reason"].isna()].drop(columns="reason")
@@ -149,7 +149,7 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
 )
 def bts_coverage(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
-    config = boundaries.geography_config(settings)
+    config = settings.config.geography
     with crowd.warehouse(read_only=True) as con:
         registry = con.execute("SELECT DISTINCT site_id, operator FROM bts_registry").df()
         district_frame = _load_districts(con)
@@ -187,7 +187,7 @@ def bts_coverage(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
 )
 def bts_district_weights(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
-    config = boundaries.geography_config(settings)
+    config = settings.config.geography
     pieces_path = settings.geo_cache / "coverage_pieces.parquet"
     with crowd.warehouse(read_only=True) as con:
         sites = con.execute("SELECT site_id, scope, lon, lat FROM bts_coverage").df()

@@ -7,7 +7,6 @@ Jakarta or the national frame is hard-coded here. See docs/geography.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,67 +16,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from crowd_platform.common.settings import Settings
+from crowd_platform.common.settings import BoundaryLevel, GeographySection
 
 
 WGS84 = "EPSG:4326"
-
-
-@dataclass(frozen=True)
-class LevelSpec:
-    level: str
-    file: Path
-    code: str
-    name: str
-    parent: str | None
-    code_kemendagri: str | None
-    is_admin_unit: str = "is_admin_unit"
-
-
-@dataclass(frozen=True)
-class GeographyConfig:
-    name: str
-    levels: tuple[LevelSpec, ...]          # finest first
-    population_file: Path | None
-    population_code: str
-    population_total: str
-    population_level: str | None
-    area_crs: str
-    weights_method: str
-    weight_by_population: bool
-    cells_reference: Path | None
-    area_buffer_m: float                   # cells this close to a district still count as inside
-    move_threshold_m: float                # a cell further than this from its last position is a new version
-    site_decimals: int                     # co-located cells: same rounded lon/lat -> one site
-
-    @property
-    def finest(self) -> LevelSpec:
-        return self.levels[0]
-
-
-def geography_config(settings: Settings) -> GeographyConfig:
-    """The ``geography`` section of the active config (validated, paths resolved by settings)."""
-    section = settings.config.geography
-    levels = tuple(
-        LevelSpec(level=item.level, file=item.file, code=item.code, name=item.name or item.code, parent=item.parent,
-                  code_kemendagri=item.code_kemendagri, is_admin_unit=item.is_admin_unit)
-        for item in section.levels
-    )
-    return GeographyConfig(
-        name=section.name,
-        levels=levels,
-        population_file=section.population.file,
-        population_code=section.population.code_bps,
-        population_total=section.population.total,
-        population_level=section.population.level,
-        area_crs=section.area_crs,
-        weights_method=section.weights_method,
-        weight_by_population=section.weight_by_population,
-        cells_reference=section.cells_reference,
-        area_buffer_m=section.area_buffer_m,
-        move_threshold_m=section.move_threshold_m,
-        site_decimals=section.site_decimals,
-    )
 
 
 def read_boundaries(path: Path) -> gpd.GeoDataFrame:
@@ -100,9 +42,10 @@ def _code_text(series: pd.Series) -> pd.Series:
     return series.map(one).astype(object)
 
 
-def _load_level(spec: LevelSpec, rank: int, area_crs: str) -> gpd.GeoDataFrame:
+def _load_level(spec: BoundaryLevel, rank: int, area_crs: str) -> gpd.GeoDataFrame:
     raw = read_boundaries(spec.file)
-    missing = [column for column in (spec.code, spec.name, spec.parent, spec.code_kemendagri)
+    name_column = spec.name or spec.code
+    missing = [column for column in (spec.code, name_column, spec.parent, spec.code_kemendagri)
                if column and column not in raw.columns]
     if missing:
         raise ValueError(f"{spec.file.name}: missing column(s) {missing} configured for level {spec.level}")
@@ -112,7 +55,7 @@ def _load_level(spec: LevelSpec, rank: int, area_crs: str) -> gpd.GeoDataFrame:
             "district_code": _code_text(raw[spec.code]),
             "level": spec.level,
             "level_rank": rank,
-            "name": raw[spec.name].astype(str).values,
+            "name": raw[name_column].astype(str).values,
             "parent_code": _code_text(raw[spec.parent]) if spec.parent else None,
             "code_kemendagri": _code_text(raw[spec.code_kemendagri]) if spec.code_kemendagri else None,
             "is_admin_unit": raw[spec.is_admin_unit].fillna(True).astype(bool).values
@@ -154,7 +97,7 @@ def hierarchy_frame(districts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["district_code_finest", "level", "district_code"])
 
 
-def build_districts(config: GeographyConfig) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+def build_districts(config: GeographySection) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     """Every configured level with areas, land areas and population; plus the hierarchy.
 
     Population (Kemendagri, per unit of ``population.level``) goes to finer units in proportion
@@ -185,15 +128,15 @@ def build_districts(config: GeographyConfig) -> tuple[gpd.GeoDataFrame, pd.DataF
     return districts, hierarchy
 
 
-def _population(config: GeographyConfig, districts: pd.DataFrame, hierarchy: pd.DataFrame,
+def _population(config: GeographySection, districts: pd.DataFrame, hierarchy: pd.DataFrame,
                 finest_land: pd.Series) -> np.ndarray:
-    if config.population_file is None or not config.population_level:
+    if config.population.file is None or not config.population.level:
         return np.full(len(districts), np.nan)
-    if config.population_level not in set(districts["level"]):
-        raise ValueError(f"geography.population.level {config.population_level!r} is not a configured level")
-    table = pd.read_csv(config.population_file, dtype={config.population_code: str})
-    totals = table.dropna(subset=[config.population_code]).groupby(config.population_code)[config.population_total].sum()
-    at_level = hierarchy[hierarchy["level"] == config.population_level]
+    if config.population.level not in set(districts["level"]):
+        raise ValueError(f"geography.population.level {config.population.level!r} is not a configured level")
+    table = pd.read_csv(config.population.file, dtype={config.population.code_bps: str})
+    totals = table.dropna(subset=[config.population.code_bps]).groupby(config.population.code_bps)[config.population.total].sum()
+    at_level = hierarchy[hierarchy["level"] == config.population.level]
     finest_to_source = dict(zip(at_level["district_code_finest"], at_level["district_code"]))
     # Finest population = source total * (finest land / land of the source unit's finest units).
     finest_frame = pd.DataFrame({"land": finest_land})
@@ -210,7 +153,7 @@ def _population(config: GeographyConfig, districts: pd.DataFrame, hierarchy: pd.
     )
     # Units above the source level (provinsi) are sums; the source level keeps its published total
     # (also for units without finer land, e.g. when the finest file misses a unit).
-    source_rows = districts["level"] == config.population_level
+    source_rows = districts["level"] == config.population.level
     population[source_rows] = districts.loc[source_rows, "district_code"].map(totals).fillna(0.0).values
     population[~districts["is_admin_unit"].astype(bool)] = 0.0
     return population.fillna(0.0).to_numpy(dtype=float)

@@ -18,7 +18,8 @@ import shapely
 
 
 from crowd_platform.common.warehouse import read_sql
-from crowd_platform.geography.boundaries import WGS84, GeographyConfig
+from crowd_platform.common.settings import GeographySection
+from crowd_platform.geography.boundaries import WGS84
 
 METHODS = ("voronoi_area", "point_in_polygon")
 SCOPE_ALL = "all"
@@ -160,7 +161,7 @@ def district_weights(sites: pd.DataFrame, pieces: pd.DataFrame, units: gpd.GeoDa
     return weights.assign(method=method)[columns].reset_index(drop=True)
 
 
-def apportion(sites: pd.DataFrame, districts: gpd.GeoDataFrame, config: GeographyConfig,
+def apportion(sites: pd.DataFrame, districts: gpd.GeoDataFrame, config: GeographySection,
               scopes: Iterable[str] | None = None) -> Apportionment:
     """Coverage, pieces and weights for every operator's sites (scope = operator) and all together."""
     units = land_units(districts, config.area_crs)
