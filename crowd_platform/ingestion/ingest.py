@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import duckdb
 from crowd_platform.common import storage
 from crowd_platform.common.contracts import Contract, contract_for
 from crowd_platform.ingestion.interrupts import reraise_if_interrupt
-from crowd_platform.ingestion.layout import ParseError, stage_drop
+from crowd_platform.ingestion.layout import ParseError, StagedFile, stage_drop
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
 from crowd_platform.ingestion.rules import RuleContext, RuleResult, compile_rules, run_duckdb_rules, run_gx_rules
 from crowd_platform.common.settings import Settings
@@ -50,6 +51,25 @@ def gx_sample(count: int, budget: int) -> set[int]:
     return {int(index * step) for index in range(budget)}
 
 
+@dataclass(frozen=True)
+class _ReceivedDrop:
+    """A drop whose bytes are in raw/ and whose 'received' row is committed: what the later steps need."""
+
+    settings: Settings
+    connection: duckdb.DuckDBPyConnection
+    run_id: str | None
+    manifest: Manifest
+    drop_id: str
+    sha256: str
+    bytes: int
+    parse_source: Path        # local file DuckDB parses (raw/ itself, or staging scratch on an object store)
+    contract: Contract | None
+
+    @property
+    def staging_target(self) -> Path:
+        return staging_file(self.settings, self.drop_id, self.manifest.feed)
+
+
 def ingest_drop(
     settings: Settings,
     connection: duckdb.DuckDBPyConnection,
@@ -62,8 +82,38 @@ def ingest_drop(
 ) -> DropOutcome:
     """Write-audit one complete drop: raw copy, drops row, staging Parquet, rules, quarantine.
 
+    Steps: receive (raw copy, drops row, audit) -> manifest checks -> parse into staging ->
+    validate -> verdict; each step either hands on or returns the drop's outcome.
     ``gx_cross_check`` False skips the Great Expectations run for this drop (the compiled
     DuckDB rules, which decide, always run): see gx_drops_per_run.
+    """
+    drop = _receive(settings, connection, operator_dir, manifest_name, manifest, run_id)
+    if isinstance(drop, DropOutcome):
+        return drop
+    refused = _check_manifest(drop)
+    if refused is not None:
+        return refused
+    staged = _stage(drop)
+    if isinstance(staged, DropOutcome):
+        return staged
+    results = _validate(drop, staged.rows, gx_cross_check)
+    if isinstance(results, DropOutcome):
+        return results
+    return _verdict(drop, results, staged.rows)
+
+
+def _quarantine(drop: _ReceivedDrop, reason: str, stage: str, failed: list[dict[str, Any]] | None = None,
+                rows: int | None = None) -> DropOutcome:
+    return quarantine_drop(drop.settings, drop.connection, drop.drop_id, reason, stage=stage, failed_rules=failed or [],
+                           run_id=drop.run_id, rows=rows)
+
+
+def _receive(settings: Settings, connection: duckdb.DuckDBPyConnection, operator_dir: Path, manifest_name: str,
+             manifest: Manifest, run_id: str | None) -> _ReceivedDrop | DropOutcome:
+    """WRITE: immutable raw copy first, then the row, then landing may go.
+
+    Returns the outcome instead when the drop stops here: a data file unusable before any
+    copy (quarantined as it arrived) or bytes already ingested (a duplicate).
     """
     manifest_path = operator_dir / manifest_name
     data_path = operator_dir / manifest.file
@@ -80,104 +130,139 @@ def ingest_drop(
     actual_sha = copy_hashing(data_path, pending_raw)
     actual_bytes = pending_raw.stat().st_size
     drop_id = make_drop_id(manifest.operator, manifest.feed, manifest.window_start, manifest.delivery, actual_sha)
+    original_id = _ingested_before(connection, actual_sha, drop_id, run_id)
+    if original_id is not None:
+        pending_raw.unlink()
+        return record_duplicate(settings, connection, manifest, manifest_name, data_path, manifest_path, drop_id, original_id, actual_sha, run_id)
+    raw_path, parse_source = _store_raw(settings, manifest, manifest_path, manifest_bytes, pending_raw, actual_sha, drop_id, remote)
+    contract = contract_for(settings.contracts_dir, manifest.operator, manifest.feed)
+    drop = _ReceivedDrop(settings, connection, run_id, manifest, drop_id, actual_sha, actual_bytes, parse_source, contract)
+    _record_received(drop, manifest_name, raw_path)
+    storage.remove(data_path, missing_ok=False)
+    storage.remove(manifest_path, missing_ok=False)
+    crash_point("ingest_received")
+    return drop
 
+
+def _ingested_before(connection: duckdb.DuckDBPyConnection, sha256: str, drop_id: str, run_id: str | None) -> str | None:
+    """drop_id of an earlier drop with the same bytes, unless this one is a retry of it."""
     original = connection.execute(
         "SELECT drop_id, status, run_id FROM drops WHERE sha256 = ? AND status IN ('accepted','quarantined','superseded','rejected','deleted','received','released') "
         "ORDER BY received_at LIMIT 1",
-        [actual_sha],
+        [sha256],
     ).fetchone()
     # A 'received' row of the same drop from an earlier run is an interrupted ingest: redo it.
     # From this very run, it is the same bytes landing twice (e.g. under another file name).
     retry = original is not None and original[0] == drop_id and original[1] in ("received", "released") and original[2] != run_id
-    if original and not retry:
-        pending_raw.unlink()
-        return record_duplicate(settings, connection, manifest, manifest_name, data_path, manifest_path, drop_id, original[0], actual_sha, run_id)
+    return original[0] if original and not retry else None
 
-    # WRITE: immutable raw copy first, then the row, then landing may go.
-    raw_path = settings.raw / f"{actual_sha}{data_suffix(manifest.file)}"
+
+def _store_raw(settings: Settings, manifest: Manifest, manifest_path: Path, manifest_bytes: bytes, pending_raw: Path,
+               sha256: str, drop_id: str, remote: bool) -> tuple[Path, Path]:
+    """Put the hashed copy and its manifest under their final raw/ keys: (raw path, file to parse)."""
+    raw_path = settings.raw / f"{sha256}{data_suffix(manifest.file)}"
+    raw_manifest = raw_path.with_name(raw_path.name + MANIFEST_SUFFIX)
     if remote:
         parse_source = settings.staging / drop_id / f"source{data_suffix(manifest.file)}"
         storage.move(pending_raw, parse_source)
         storage.copy_file(parse_source, raw_path)
-        storage.write_bytes(raw_path.with_name(raw_path.name + MANIFEST_SUFFIX), manifest_bytes)
+        storage.write_bytes(raw_manifest, manifest_bytes)
     else:
         os.replace(pending_raw, raw_path)
         parse_source = raw_path
-    raw_manifest = raw_path.with_name(raw_path.name + MANIFEST_SUFFIX)
-    if not remote:
         copy_atomic(manifest_path, raw_manifest)
-    contract = contract_for(settings.contracts_dir, manifest.operator, manifest.feed)
+    return raw_path, parse_source
+
+
+def _record_received(drop: _ReceivedDrop, manifest_name: str, raw_path: Path) -> None:
+    """The 'received' drops row (replacing one of an interrupted ingest) and its audit record, one transaction."""
+    settings, connection, manifest, contract = drop.settings, drop.connection, drop.manifest, drop.contract
     received_at = utcnow()
     with transaction(connection):
-        connection.execute("DELETE FROM drops WHERE drop_id = ?", [drop_id])
-        connection.execute("DELETE FROM check_results WHERE drop_id = ?", [drop_id])
+        connection.execute("DELETE FROM drops WHERE drop_id = ?", [drop.drop_id])
+        connection.execute("DELETE FROM check_results WHERE drop_id = ?", [drop.drop_id])
         connection.execute(
             "INSERT INTO drops (drop_id, operator, feed, file_name, manifest_name, sha256, bytes, row_count, window_start, "
             "window_end, delivery, key_id, received_at, contract_id, contract_version, status, raw_path, run_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)",
-            [drop_id, manifest.operator, manifest.feed, manifest.file, manifest_name, actual_sha, actual_bytes, manifest.row_count,
+            [drop.drop_id, manifest.operator, manifest.feed, manifest.file, manifest_name, drop.sha256, drop.bytes, manifest.row_count,
              manifest.window_start, manifest.window_end, manifest.delivery, manifest.key_id, received_at,
-             contract.contract_id if contract else None, manifest.contract_version, settings.stored(raw_path), run_id],
+             contract.contract_id if contract else None, manifest.contract_version, settings.stored(raw_path), drop.run_id],
         )
-        audit_drop(connection, settings, "drop_received", drop_id, run_id, operator=manifest.operator, feed=manifest.feed,
-               sha256=actual_sha, bytes=actual_bytes, declared_rows=manifest.row_count, delivery=manifest.delivery)
-    storage.remove(data_path, missing_ok=False)
-    storage.remove(manifest_path, missing_ok=False)
-    crash_point("ingest_received")
+        audit_drop(connection, settings, "drop_received", drop.drop_id, drop.run_id, operator=manifest.operator, feed=manifest.feed,
+               sha256=drop.sha256, bytes=drop.bytes, declared_rows=manifest.row_count, delivery=manifest.delivery)
 
-    def fail(reason: str, stage: str, failed: list[dict[str, Any]] | None = None, rows: int | None = None) -> DropOutcome:
-        return quarantine_drop(settings, connection, drop_id, reason, stage=stage, failed_rules=failed or [], run_id=run_id, rows=rows)
 
-    # Manifest checks recorded like rules (engine 'manifest'), so every decision has a row.
+def _check_manifest(drop: _ReceivedDrop) -> DropOutcome | None:
+    """Manifest checks recorded like rules (engine 'manifest'), so every decision has a row.
+
+    Quarantines on the first failing check; None when all pass.
+    """
+    manifest, contract = drop.manifest, drop.contract
     manifest_checks = [
-        ("manifest_sha256_matches", actual_sha == manifest.sha256, "sha256 of the bytes differs from the manifest"),
-        ("manifest_bytes_match", actual_bytes == manifest.bytes, f"file has {actual_bytes} bytes, manifest says {manifest.bytes}"),
+        ("manifest_sha256_matches", drop.sha256 == manifest.sha256, "sha256 of the bytes differs from the manifest"),
+        ("manifest_bytes_match", drop.bytes == manifest.bytes, f"file has {drop.bytes} bytes, manifest says {manifest.bytes}"),
         ("contract_exists", contract is not None, "no data contract for this operator and feed"),
         ("contract_version_compatible", contract is not None and _major(contract.version) == _major(manifest.contract_version),
          f"manifest contract_version {manifest.contract_version} is not compatible with contract {contract.version if contract else '-'}"),
     ]
-    _write_results(connection, drop_id, [
+    _write_results(drop.connection, drop.drop_id, [
         RuleResult(name, "manifest", ok, None, None, [], "ok" if ok else message) for name, ok, message in manifest_checks
-    ], run_id)
+    ], drop.run_id)
     for name, ok, message in manifest_checks:
         if not ok:
-            return fail(message, "manifest", [{"rule": name, "engine": "manifest", "details": message}])
+            return _quarantine(drop, message, "manifest", [{"rule": name, "engine": "manifest", "details": message}])
+    return None
 
-    # Parse per contract layout into staging (WAP "write").
-    target = staging_file(settings, drop_id, manifest.feed)
+
+def _stage(drop: _ReceivedDrop) -> StagedFile | DropOutcome:
+    """Parse per contract layout into staging (WAP "write"); a parse failure quarantines."""
     try:
-        staged = stage_drop(connection, parse_source, contract, target)
+        return stage_drop(drop.connection, drop.parse_source, drop.contract, drop.staging_target)
     except Exception as error:  # noqa: BLE001 - one bad drop must never kill the run
         reraise_if_interrupt(error, "parsing a drop")
         if not isinstance(error, ParseError):
-            log.exception("unexpected parse failure for drop %s", drop_id)
+            log.exception("unexpected parse failure for drop %s", drop.drop_id)
             error = ParseError(f"unexpected reader failure ({type(error).__name__})")
-        _write_results(connection, drop_id, [RuleResult("parse", "duckdb", False, None, None, [], str(error))], run_id)
-        return fail(f"parse failed: {error}", "parse", [{"rule": "parse", "engine": "duckdb", "details": str(error)}])
+        _write_results(drop.connection, drop.drop_id, [RuleResult("parse", "duckdb", False, None, None, [], str(error))], drop.run_id)
+        return _quarantine(drop, f"parse failed: {error}", "parse", [{"rule": "parse", "engine": "duckdb", "details": str(error)}])
 
-    # AUDIT: every contract rule, DuckDB always, GX as well for drops up to gx_max_rows.
+
+def _validate(drop: _ReceivedDrop, rows: int, gx_cross_check: bool) -> list[RuleResult] | DropOutcome:
+    """AUDIT: every contract rule, DuckDB always, GX as well for drops up to gx_max_rows.
+
+    Validation that cannot run quarantines; a stop signal is re-raised instead.
+    """
     try:
-        results = validate_staged(settings, connection, contract, manifest, target, staged.rows, gx=gx_cross_check)
+        return validate_staged(drop.settings, drop.connection, drop.contract, drop.manifest, drop.staging_target, rows, gx=gx_cross_check)
     except Exception as error:  # noqa: BLE001 - quarantine, never crash the run
         # A stop signal, not a bad drop: it stays 'received' for crash recovery.
         reraise_if_interrupt(error, "validating a drop")
-        log.warning("validation failed to run for drop %s: %s", drop_id, type(error).__name__)
+        log.warning("validation failed to run for drop %s: %s", drop.drop_id, type(error).__name__)
         reason = f"validation could not run ({type(error).__name__})"
-        return fail(reason, "validate", [{"rule": "validation", "engine": "duckdb", "details": one_line(str(error).splitlines()[0], 160)}], staged.rows)
-    _write_results(connection, drop_id, results, run_id)
-    failed = _failed_rules(results, contract)
+        return _quarantine(drop, reason, "validate", [{"rule": "validation", "engine": "duckdb", "details": one_line(str(error).splitlines()[0], 160)}], rows)
+
+
+def _verdict(drop: _ReceivedDrop, results: list[RuleResult], rows: int) -> DropOutcome:
+    """Record the rule results, then quarantine on any failed rule or mark the drop validated."""
+    _write_results(drop.connection, drop.drop_id, results, drop.run_id)
+    failed = _failed_rules(results, drop.contract)
     if failed:
-        summary = "; ".join(
-            f"{item['rule']}{' (' + item['quarantine_reason'] + ')' if item.get('quarantine_reason') else ''}: "
-            f"{item.get('unexpected_count') if item.get('unexpected_count') is not None else '-'} rows"
-            for item in failed if item["engine"] == "duckdb" or item.get("disagreement")
-        )
-        return fail(f"contract rules failed: {summary}", "validate", failed, staged.rows)
-    with transaction(connection):
-        connection.execute("UPDATE drops SET validated_at = ?, rows_loaded = ? WHERE drop_id = ?", [utcnow(), staged.rows, drop_id])
-        audit_drop(connection, settings, "drop_validated", drop_id, run_id, rows=staged.rows,
+        return _quarantine(drop, f"contract rules failed: {_failure_summary(failed)}", "validate", failed, rows)
+    with transaction(drop.connection):
+        drop.connection.execute("UPDATE drops SET validated_at = ?, rows_loaded = ? WHERE drop_id = ?", [utcnow(), rows, drop.drop_id])
+        audit_drop(drop.connection, drop.settings, "drop_validated", drop.drop_id, drop.run_id, rows=rows,
                rules=len({result.rule for result in results}), engines=sorted({result.engine for result in results}))
-    return DropOutcome(drop_id, manifest.operator, manifest.feed, "validated", rows=staged.rows)
+    return DropOutcome(drop.drop_id, drop.manifest.operator, drop.manifest.feed, "validated", rows=rows)
+
+
+def _failure_summary(failed: list[dict[str, Any]]) -> str:
+    """'rule (reason): N rows; ...' over the deciding (DuckDB) failures and engine disagreements."""
+    return "; ".join(
+        f"{item['rule']}{' (' + item['quarantine_reason'] + ')' if item.get('quarantine_reason') else ''}: "
+        f"{item.get('unexpected_count') if item.get('unexpected_count') is not None else '-'} rows"
+        for item in failed if item["engine"] == "duckdb" or item.get("disagreement")
+    )
 
 
 def _major(version: str) -> str:

@@ -84,10 +84,37 @@ def scan_landing(
     window_range: tuple[datetime, datetime] | None = None,
     partition_range: tuple[datetime, datetime] | None = None,
 ) -> ScanResult:
-    """Classify landing entries. Manifests in ``skip_keys`` are not read (already requested)."""
+    """Classify landing entries. Manifests in ``skip_keys`` are not read (already requested).
+
+    Steps: list the operator folders and their manifests -> read the oldest unrequested
+    manifests and route them -> report the entries no manifest can ever route.
+    """
     result = ScanResult()
     if not landing.is_dir():
         return result
+    folders, candidates = _list_landing(landing, result, skip_keys)
+    # Oldest first across all operators: a page holds whole windows as they arrived.
+    candidates.sort()
+    if max_manifests is not None:
+        candidates = candidates[:max_manifests]
+    referenced = _manifest_owned_names(folders)
+    _route_candidates(result, candidates, folders, referenced, contracts_dir, window_minutes=window_minutes,
+                      window_range=window_range, partition_range=partition_range)
+    _report_unroutable_names(result, folders, referenced, skip_keys)
+    return result
+
+
+def _is_manifest(name: str, entry: os.DirEntry) -> bool:
+    return name.endswith(MANIFEST_SUFFIX) and is_utf8(name) and not entry.is_symlink()
+
+
+def _list_landing(
+    landing: Path, result: ScanResult, skip_keys: set[str] | frozenset[str],
+) -> tuple[dict[str, dict[str, os.DirEntry]], list[tuple[int, str, str, str]]]:
+    """Operator folders' visible entries, and the manifests to read: (mtime_ns, operator_dir, name, key).
+
+    Counts every manifest in ``result`` and flags symlinked operator folders as unroutable.
+    """
     # os.scandir locally; on an object store a paged listing (lib/storage.py).
     operator_entries = sorted(storage.scandir(landing), key=lambda entry: entry.name)
     folders: dict[str, dict[str, os.DirEntry]] = {}
@@ -103,7 +130,7 @@ def scan_landing(
         entries = {entry.name: entry for entry in files if not entry.name.startswith(".")}
         folders[operator_dir] = entries
         for name, entry in entries.items():
-            if not name.endswith(MANIFEST_SUFFIX) or not is_utf8(name) or entry.is_symlink():
+            if not _is_manifest(name, entry):
                 continue
             result.manifests_seen += 1
             mtime_ns = entry.stat(follow_symlinks=False).st_mtime_ns
@@ -111,16 +138,31 @@ def scan_landing(
             result.keys_present.add(key)
             if key not in skip_keys:
                 candidates.append((mtime_ns, operator_dir, name, key))
-    # Oldest first across all operators: a page holds whole windows as they arrived.
-    candidates.sort()
-    if max_manifests is not None:
-        candidates = candidates[:max_manifests]
+    return folders, candidates
+
+
+def _manifest_owned_names(folders: dict[str, dict[str, os.DirEntry]]) -> dict[str, set[str]]:
+    """Every manifest (read this tick or not) and its data file are someone's: not orphans."""
     referenced: dict[str, set[str]] = {operator_dir: set() for operator_dir in folders}
     for operator_dir, entries in folders.items():
-        # Every manifest (read this tick or not) and its data file are someone's: not orphans.
         for name in entries:
-            if name.endswith(MANIFEST_SUFFIX) and is_utf8(name) and not entries[name].is_symlink():
+            if _is_manifest(name, entries[name]):
                 referenced[operator_dir].update(_with_data_file(name, entries))
+    return referenced
+
+
+def _route_candidates(
+    result: ScanResult,
+    candidates: list[tuple[int, str, str, str]],
+    folders: dict[str, dict[str, os.DirEntry]],
+    referenced: dict[str, set[str]],
+    contracts_dir: Path,
+    *,
+    window_minutes: int,
+    window_range: tuple[datetime, datetime] | None,
+    partition_range: tuple[datetime, datetime] | None,
+) -> None:
+    """Read each candidate manifest: routable, unroutable (with a reason), or another window's."""
     known: dict[str, bool] = {}
     for _mtime, operator_dir, name, key in candidates:
         entries = folders[operator_dir]
@@ -150,7 +192,13 @@ def scan_landing(
         if window_range and not window_range[0] <= manifest.window_start < window_range[1]:
             continue
         result.routable.append(RoutableDrop(operator_dir, name, manifest, hashlib.sha256(payload).hexdigest(), key))
-    # Entries no manifest can ever route: symlinks and names that are not UTF-8.
+
+
+def _report_unroutable_names(
+    result: ScanResult, folders: dict[str, dict[str, os.DirEntry]], referenced: dict[str, set[str]],
+    skip_keys: set[str] | frozenset[str],
+) -> None:
+    """Entries no manifest can ever route: symlinks and names that are not UTF-8."""
     for operator_dir, entries in folders.items():
         for name, entry in sorted(entries.items()):
             if name in referenced[operator_dir]:
@@ -161,7 +209,6 @@ def scan_landing(
                 if key not in skip_keys:
                     reason = "file name is not UTF-8" if not is_utf8(name) else "symlink in landing"
                     result.unroutable.append(UnroutableEntry(operator_dir, [name], reason))
-    return result
 
 
 def _with_data_file(manifest_name: str, entries: dict) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from crowd_platform.common.contracts import CANONICAL_EVENT_COLUMNS, ContractError, parse_contract
+from crowd_platform.common.contracts import CANONICAL_EVENT_COLUMNS, Contract, ContractError, parse_contract
 from crowd_platform.ingestion.rules import compile_rules, portable_regex_problem
 
 CANONICAL_CELL_COLUMNS = ("cell_id", "lon", "lat", "radio")
@@ -54,13 +54,16 @@ def lint_contract(path: Path) -> list[str]:
         problems.append(f"{name}: no owner (team.members[].role: owner)")
     if not contract.retention:
         problems.append(f"{name}: no retention (slaProperties property: retention)")
-    if contract.feed not in ("events", "cells"):
-        # Not a drop feed (e.g. the platform's own datasets): no operator, layout or canonical columns.
-        try:
-            compile_rules(contract)
-        except ContractError as error:
-            problems.append(f"{name}: {str(error).split(': ', 1)[-1]}")
-        return problems
+    if contract.feed in ("events", "cells"):
+        # Only drop feeds have an operator, a layout and canonical columns (not e.g. the platform's own datasets).
+        problems.extend(_drop_feed_problems(name, contract))
+    problems.extend(_rule_problems(name, contract))
+    return problems
+
+
+def _drop_feed_problems(name: str, contract: Contract) -> list[str]:
+    """Operator, layout and canonical-column problems of an events or cells contract."""
+    problems: list[str] = []
     if not contract.operator:
         problems.append(f"{name}: no operator (customProperties operator; '*' for shared feeds)")
     layout = contract.layout
@@ -70,6 +73,13 @@ def lint_contract(path: Path) -> list[str]:
         problems.append(f"{name}: csv layout needs a delimiter")
     if layout.get("compression", "none") not in ("none", "gzip", "snappy", "zstd"):
         problems.append(f"{name}: unsupported layout.compression {layout.get('compression')!r}")
+    problems.extend(_column_problems(name, contract))
+    return problems
+
+
+def _column_problems(name: str, contract: Contract) -> list[str]:
+    """Canonical columns mapped; for events, event_time's format and zone and subscriber_key's pii tag."""
+    problems: list[str] = []
     expected = CANONICAL_EVENT_COLUMNS if contract.feed == "events" else CANONICAL_CELL_COLUMNS if contract.feed == "cells" else ()
     columns = {column.name: column for column in contract.columns}
     for canonical in expected:
@@ -93,11 +103,16 @@ def lint_contract(path: Path) -> list[str]:
         subscriber = columns.get("subscriber_key")
         if subscriber is not None and "pii" not in subscriber.tags:
             problems.append(f"{name}: subscriber_key must be tagged pii")
+    return problems
+
+
+def _rule_problems(name: str, contract: Contract) -> list[str]:
+    """Whether the contract's quality rules compile."""
     try:
         compile_rules(contract)
     except ContractError as error:
-        problems.append(f"{name}: {str(error).split(': ', 1)[-1]}")
-    return problems
+        return [f"{name}: {str(error).split(': ', 1)[-1]}"]
+    return []
 
 
 def lint_directory(directory: Path) -> tuple[int, list[str]]:

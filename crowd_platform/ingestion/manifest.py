@@ -83,6 +83,29 @@ def safe_file_name(name: str) -> bool:
 
 def parse_manifest_bytes(payload: bytes, *, folder_operator: str, window_minutes: int = 15) -> Manifest:
     """Verify a manifest's content (schema, alignment, scheme). Raises ManifestError."""
+    document = _load_document(payload)
+    _check_values(document, folder_operator)
+    start, end = _window(document, window_minutes)
+    key_id = _pseudonymization_key_id(document)
+    return Manifest(
+        operator=document["operator"],
+        feed=document["feed"],
+        contract_version=document["contract_version"],
+        file=document["file"],
+        sha256=document["sha256"],
+        bytes=document["bytes"],
+        row_count=document["row_count"],
+        window_start=start,
+        window_end=end,
+        delivery=document["delivery"],
+        key_id=key_id,
+        created_at=document.get("created_at") if isinstance(document.get("created_at"), str) else None,
+        raw=document,
+    )
+
+
+def _load_document(payload: bytes) -> dict[str, Any]:
+    """The manifest's JSON object, with every required field present and of its type."""
     if len(payload) > MAX_MANIFEST_BYTES:
         raise ManifestError("manifest larger than 64 KiB")
     try:
@@ -99,6 +122,11 @@ def parse_manifest_bytes(payload: bytes, *, folder_operator: str, window_minutes
         # bool is an int subclass in Python; a JSON true is not a count.
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ManifestError(f"manifest field {field} must be {kind.__name__}")
+    return document
+
+
+def _check_values(document: dict[str, Any], folder_operator: str) -> None:
+    """Field values: version, operator folder, feed, bare file name, sha256, counts, delivery."""
     if document["manifest_version"] != 1:
         raise ManifestError("unsupported manifest_version (expected 1)")
     if document["operator"] != folder_operator:
@@ -114,32 +142,26 @@ def parse_manifest_bytes(payload: bytes, *, folder_operator: str, window_minutes
         raise ManifestError("manifest bytes/row_count must not be negative")
     if document["delivery"] < 1:
         raise ManifestError("manifest delivery must be >= 1")
+
+
+def _window(document: dict[str, Any], window_minutes: int) -> tuple[datetime, datetime]:
+    """(window_start, window_end): zone-explicit, aligned, exactly one window long."""
     start = _parse_time(document["window_start"], "window_start")
     end = _parse_time(document["window_end"], "window_end")
     if start.second or start.microsecond or start.minute % window_minutes:
         raise ManifestError(f"manifest window_start is not aligned to {window_minutes} minutes")
     if end - start != timedelta(minutes=window_minutes):
         raise ManifestError(f"manifest window is not exactly {window_minutes} minutes")
+    return start, end
+
+
+def _pseudonymization_key_id(document: dict[str, Any]) -> str | None:
+    """The pseudonymization key id, if any; an events manifest must declare HMAC-SHA256."""
     pseudo = document.get("pseudonymization")
-    key_id = None
     if document["feed"] == "events":
         # Events carry subscriber keys: only HMAC-SHA256 pseudonyms are accepted (DESIGN.md 4.1).
         if not isinstance(pseudo, dict) or pseudo.get("scheme") != "hmac-sha256":
             raise ManifestError("manifest pseudonymization.scheme must be hmac-sha256")
     if isinstance(pseudo, dict) and isinstance(pseudo.get("key_id"), str):
-        key_id = pseudo["key_id"]
-    return Manifest(
-        operator=document["operator"],
-        feed=document["feed"],
-        contract_version=document["contract_version"],
-        file=document["file"],
-        sha256=sha,
-        bytes=document["bytes"],
-        row_count=document["row_count"],
-        window_start=start,
-        window_end=end,
-        delivery=document["delivery"],
-        key_id=key_id,
-        created_at=document.get("created_at") if isinstance(document.get("created_at"), str) else None,
-        raw=document,
-    )
+        return pseudo["key_id"]
+    return None
