@@ -8,31 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-# Gathering injected on the last simulated day (Friday 27 March 2020, Friday prayer at
-# Masjid Istiqlal, Kelurahan Pasar Baru, Kecamatan Sawah Besar): 11:30-13:30 WIB = 04:30-06:30 UTC.
-E2E_START = date(2020, 3, 23)
-E2E_DAYS = 5
-E2E_SUBSCRIBERS = 4000
-E2E_HOURS = (3, 8)  # UTC hours simulated each day (10:00-15:00 WIB): keeps the suite fast
-E2E_GATHERING = {
-    "id": "istiqlal-friday-prayer",
-    "site": "Masjid Istiqlal",
-    "kind": "friday prayer",
-    "lon": 106.8313,
-    "lat": -6.1702,
-    "start": "2020-03-27T04:30:00Z",
-    "end": "2020-03-27T06:30:00Z",
-    "extra_subscribers": 700,
-}
-# A few thousand simulated subscribers stand for 11 million people: absolute excess
-# thresholds are those of the sampled rules file (same statistics, smaller minimum excess).
-SAMPLED_RULES = "config/alert_rules_sampled.yaml"
-E2E_FAULTS = ("late", "duplicate", "redrop", "msisdn")
+from crowd_platform_tests.support.pipeline import (  # noqa: F401 (re-exported for fixtures below)
+    E2E_DAYS, E2E_FAULTS, E2E_GATHERING, E2E_HOURS, E2E_START, E2E_SUBSCRIBERS, SAMPLED_RULES, utc, window_range,
+)
 
 
 @dataclass
@@ -91,15 +73,3 @@ def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-
-
-def utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
-
-
-def window_range(start: str, end: str) -> list[datetime]:
-    current, stop, windows = utc(start), utc(end), []
-    while current < stop:
-        windows.append(current)
-        current += timedelta(minutes=15)
-    return windows

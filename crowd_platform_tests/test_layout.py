@@ -156,3 +156,19 @@ def test_every_domain_has_one_home(room):
     assert home.is_dir(), f"{room} has no package"
     if room != "publication":
         assert (home / "defs.py").exists(), f"{room} has no defs.py wiring its Dagster objects"
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_tests_live_by_domain_and_only_pipeline_tests_run_the_pipeline():
+    """Unit tests sit in their domain's folder and build what they need; the simulated week
+    (`pipeline_home`, minutes of work) is for pipeline/ only, so a domain's tests stay fast."""
+    flat = sorted(path.name for path in TESTS.glob("test_*.py"))
+    assert flat == ["test_definitions.py", "test_layout.py"], f"tests outside a domain folder: {flat}"
+    outside = sorted(str(path.relative_to(TESTS)) for path in TESTS.rglob("test_*.py")
+                     if path.parent.name != "pipeline" and "pipeline_home" in path.read_text(encoding="utf-8"))
+    assert outside == []
+    helpers_in_tests = sorted(str(path.relative_to(TESTS)) for path in TESTS.rglob("test_*.py")
+                              if re.search(r"from crowd_platform_tests\.\w+\.test_", path.read_text(encoding="utf-8")))
+    assert helpers_in_tests == [], "shared helpers belong in crowd_platform_tests/support/"

@@ -3,7 +3,7 @@
 `CROWD_CRASH_AT=<point>` makes the process SIGKILL itself the first time it reaches
 `crash_point("<point>")`; nothing happens otherwise. The points sit where a crash hurts
 most (between a file move and the transaction that records it, inside a transaction), so
-the tests in crowd_platform_tests/test_crash_safety.py prove that a rerun repairs it.
+the tests in crowd_platform_tests/runner/test_crash_safety.py prove that a rerun repairs it.
 """
 
 from __future__ import annotations

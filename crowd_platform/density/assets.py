@@ -83,7 +83,7 @@ def district_presence_daily(context: dg.AssetExecutionContext, crowd: CrowdPlatf
 
 
 # The baseline of day D reads the 28 days before D (offsets are in days, the downstream
-# partitions' unit: verified in crowd_platform_tests/test_density_baseline.py).
+# partitions' unit: verified in crowd_platform_tests/density/test_density_baseline.py).
 BASELINE_HISTORY_MAPPING = dg.TimeWindowPartitionMapping(start_offset=-BASELINE_LOOKBACK_DAYS, end_offset=-1)
 
 

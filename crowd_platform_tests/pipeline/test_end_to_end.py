@@ -13,7 +13,7 @@ from collections import Counter
 import duckdb
 import pytest
 
-from crowd_platform_tests.conftest import utc
+from crowd_platform_tests.support.pipeline import utc
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 

@@ -60,7 +60,7 @@ def pg_instance(tmp_path):
     admin.cursor().execute(f"CREATE DATABASE {database}")
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
-    config = yaml.safe_load((Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).parents[2] / "deploy" / "dagster.yaml").read_text())
     base, _, _ = PG_DSN.rpartition("/")
     # psycopg2 explicitly: see the scheme note in deploy/dagster.yaml
     url = f"{base}/{database}".replace("postgresql://", "postgresql+psycopg2://", 1)
@@ -130,8 +130,8 @@ def test_concurrent_runs_equal_a_serial_run(tmp_path, monkeypatch, pg_instance):
     launches += [{"dagster/partition": window} for window in day2_windows]
     launches += [range_tags(f"{day2}-{HOURS[0]:02d}:45", f"{day2}-{HOURS[1] - 1:02d}:45")]
     env = {**os.environ, "CROWD_HOME": str(parallel_home), "DAGSTER_HOME": pg_instance.root_directory}
-    worker = Path(__file__).with_name("concurrent_worker.py")
-    processes = [subprocess.Popen([sys.executable, str(worker), json.dumps(tags)], env=env, cwd=Path(__file__).parents[1],
+    worker = Path(__file__).parents[1] / "support" / "concurrent_worker.py"
+    processes = [subprocess.Popen([sys.executable, str(worker), json.dumps(tags)], env=env, cwd=Path(__file__).parents[2],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for tags in launches]
     # A hang guard, not a speed check: five multiprocess runs share 2 cores with the other xdist
     # worker (crash tests, the demo test); 600 s was exceeded once under a parallel benchmark.

@@ -18,7 +18,7 @@ from crowd_platform.alerts.delivery import HttpTarget, backoff_delay, post_with_
 from crowd_platform.common.partitions import range_tags, window_key
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.settings import DEFAULT_CONFIG
-from crowd_platform_tests.test_alerts_fixtures import seed_reference, seed_windows, window
+from crowd_platform_tests.support.alerts_warehouse import seed_reference, seed_windows, window
 
 WINDOWS = 12
 K1 = {1: 3500.0, 2: 3500.0, 3: 4500.0}   # kelurahan K1: opened@2, escalated@3

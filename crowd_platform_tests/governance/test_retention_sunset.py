@@ -11,7 +11,7 @@ from crowd_platform.governance.audit_chain import verify_chain
 from crowd_platform.governance.privacy_scan import scan_for_subscriber_values
 from crowd_platform.common.settings import get_settings
 from crowd_platform.common.warehouse import connect
-from crowd_platform_tests.test_retention import NEW_WINDOW, OLD_WINDOW, ingest_like
+from crowd_platform_tests.support.retention_drops import NEW_WINDOW, OLD_WINDOW, ingest_like
 
 
 def test_sunset_keep_aggregates(tmp_path, monkeypatch, capsys):

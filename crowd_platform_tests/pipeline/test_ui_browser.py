@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from crowd_platform_tests.ui import PROJECT_ROOT, browser_page, dagster_webserver, graphql, requires_chromium
+from crowd_platform_tests.support.ui import PROJECT_ROOT, browser_page, dagster_webserver, graphql, requires_chromium
 
 pytestmark = [pytest.mark.xdist_group("pipeline"), pytest.mark.browser, requires_chromium]
 

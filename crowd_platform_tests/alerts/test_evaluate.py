@@ -13,7 +13,7 @@ from crowd_platform.alerts.evaluation import Alert, evaluate, matches
 from crowd_platform.alerts.assets import crowd_alerts
 from crowd_platform.common.partitions import range_tags, window_key
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform_tests.test_alerts_fixtures import seed_reference, seed_windows, window
+from crowd_platform_tests.support.alerts_warehouse import seed_reference, seed_windows, window
 
 WINDOWS = 12
 

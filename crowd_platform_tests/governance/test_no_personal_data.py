@@ -18,7 +18,7 @@ from crowd_platform.governance.privacy_scan import contains_any, fingerprint, sc
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.settings import get_settings
 from crowd_platform.common.warehouse import connect
-from crowd_platform_tests.test_retention import NEW_WINDOW, OLD_WINDOW, ingest_like
+from crowd_platform_tests.support.retention_drops import NEW_WINDOW, OLD_WINDOW, ingest_like
 
 KEY = hashlib.sha256(b"planted subscriber").hexdigest()
 MSISDN = "6281234567890"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags that keep a root, offline, headless chromium quiet (no sandbox as root, no background
 # network calls that this machine refuses).

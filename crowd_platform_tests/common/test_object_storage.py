@@ -24,7 +24,7 @@ import pytest
 moto_server = pytest.importorskip("moto.server")
 
 from crowd_platform.common import storage
-from crowd_platform_tests.conftest import SAMPLED_RULES  # noqa: E402
+from crowd_platform_tests.support.pipeline import SAMPLED_RULES  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("object_storage")
 

@@ -27,7 +27,7 @@ OPERATORS = ["telkomsel", "xl"]
 GATHERING = {"id": "istiqlal", "lon": 106.8313, "lat": -6.1702, "start": "2020-03-19T04:30:00Z",
              "end": "2020-03-19T05:30:00Z", "extra_subscribers": 500}
 LAST_DAY_STAMP = "20200319T"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Minutes, not seconds: outside the default suite (`make test`), run by `make test-resilience`
 # and by CI on every submission.

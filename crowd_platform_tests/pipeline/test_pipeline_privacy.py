@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crowd_platform.governance.privacy_scan import scan_for_subscriber_values
-from crowd_platform_tests.ui import browser_page, requires_chromium
+from crowd_platform_tests.support.ui import browser_page, requires_chromium
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 

@@ -11,7 +11,7 @@ import duckdb
 from crowd_platform.alerts.assets import crowd_alerts
 from crowd_platform.common.partitions import range_tags, window_key
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform_tests.test_alerts_fixtures import drop_id, seed_reference, seed_windows, window
+from crowd_platform_tests.support.alerts_warehouse import drop_id, seed_reference, seed_windows, window
 
 # K1 (kelurahan): crowd in windows 1-3 (escalating at 3), quiet from 4 -> opened@2, escalated@3, closed@5.
 K1 = {1: 3500.0, 2: 3500.0, 3: 4500.0}

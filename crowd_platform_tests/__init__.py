@@ -1,0 +1,1 @@
+"""Tests by domain, as the package is laid out; pipeline/ runs the real end-to-end graph."""
