@@ -1,4 +1,4 @@
-"""The real code location loads, holds every asset of DESIGN.md section 3, and its graph
+"""The real code location loads, holds every asset of docs/design.md section 3, and its graph
 matches the reviewed snapshot (so lineage changes show up in review).
 
 Regenerate the snapshot after an intended change: UPDATE_SNAPSHOTS=1 pytest crowd_platform_tests/test_definitions.py
@@ -55,7 +55,7 @@ def test_definitions_load_and_validate():
 def test_every_design_asset_exists_with_group_and_owner():
     snapshot = graph_snapshot()["assets"]
     missing = DESIGN_ASSETS - set(snapshot)
-    assert not missing, f"assets of DESIGN.md section 3 missing: {sorted(missing)}"
+    assert not missing, f"assets of docs/design.md section 3 missing: {sorted(missing)}"
     for name in DESIGN_ASSETS:
         assert snapshot[name]["group"] not in (None, "default"), f"{name} has no group"
         assert snapshot[name]["owners"], f"{name} has no owner"
@@ -63,7 +63,7 @@ def test_every_design_asset_exists_with_group_and_owner():
 
 
 def test_data_flow_order():
-    """The lineage a newcomer reads in DESIGN.md: drop -> ... -> broadcast request."""
+    """The lineage a newcomer reads in docs/design.md: drop -> ... -> broadcast request."""
     assets = graph_snapshot()["assets"]
     chain = ["operator_drops", "staged_events", "bts_presence", "district_density", "crowd_alerts", "broadcast_requests"]
     for upstream, downstream in zip(chain, chain[1:]):

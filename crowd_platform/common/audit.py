@@ -1,4 +1,4 @@
-"""Append-only, hash-chained audit log (DESIGN.md section 4.5).
+"""Append-only, hash-chained audit log (docs/design.md section 4.5).
 
 Each record's hash covers its canonical content and the previous record's hash, so any
 changed, deleted, inserted or reordered record breaks the chain from that point on.

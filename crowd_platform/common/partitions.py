@@ -2,7 +2,7 @@
 
 One partition per 15-minute window (UTC) across the emergency period, and one per day for
 daily roll-ups and baselines. Bounded by the emergency period so an asset keeps far fewer
-than Dagster's ~100k live partitions (DESIGN.md section 9). Assets take whole ranges in one
+than Dagster's ~100k live partitions (docs/design.md section 9). Assets take whole ranges in one
 run (single-run backfill policy), so a backfill of a day is one run, not 96.
 """
 

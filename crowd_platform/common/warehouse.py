@@ -1,6 +1,6 @@
 """DuckDB warehouse access.
 
-DuckDB allows one read-write process per file (DESIGN.md section 9): connections are opened
+DuckDB allows one read-write process per file (docs/design.md section 9): connections are opened
 inside assets only, kept short, and every writer step runs in the Dagster pool
 ``WAREHOUSE_POOL`` (limit 1 in deploy/dagster.yaml and the test instance).
 """
@@ -46,7 +46,7 @@ def memory_limit() -> str | None:
 
 
 def _configure(connection: duckdb.DuckDBPyConnection) -> None:
-    # No progress bar in logs (DESIGN.md section 9).
+    # No progress bar in logs (docs/design.md section 9).
     connection.execute("SET enable_progress_bar = false")
     limit = memory_limit()
     if limit:

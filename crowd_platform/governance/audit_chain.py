@@ -23,7 +23,7 @@ from crowd_platform.common.audit import GENESIS_HASH, record_hash
 
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 # Retention prunes the oldest records; the pruning itself is an audit record that names the
-# last pruned record, so the remaining chain stays anchored (see lib/retention.py).
+# last pruned record, so the remaining chain stays anchored (see governance/retention/).
 PRUNE_ACTION = "audit.pruned"
 
 

@@ -22,7 +22,7 @@ from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import fetch_dicts, read_sql
 
 ASSET_KEY = dg.AssetKey("operator_drops")
-# DESIGN.md section 4.1; the contracts' own forbiddenPattern is used when one is declared.
+# docs/design.md section 4.1; the contracts' own forbiddenPattern is used when one is declared.
 DEFAULT_MSISDN_PATTERN = r"^(\+?62|0)8[0-9]{7,12}$"
 
 CHECK_SPECS = [

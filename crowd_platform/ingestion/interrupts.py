@@ -6,7 +6,7 @@ runs a query does not surface as the signal handler's exception: DuckDB interrup
 raises ``RuntimeError('Query interrupted')`` (or ``duckdb.InterruptException``) instead, and the
 original exception is lost (measured with DuckDB 2.0.1). Caught like any failure, that would
 quarantine a good drop. An interrupt is a crash, not a verdict: the drop stays 'received' and
-crash recovery re-lands it (lib/recovery.py).
+crash recovery re-lands it (runner/recovery.py).
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def _list_landing(
 
     Counts every manifest in ``result`` and flags symlinked operator folders as unroutable.
     """
-    # os.scandir locally; on an object store a paged listing (lib/storage.py).
+    # os.scandir locally; on an object store a paged listing (common/storage.py).
     operator_entries = sorted(storage.scandir(landing), key=lambda entry: entry.name)
     folders: dict[str, dict[str, os.DirEntry]] = {}
     candidates: list[tuple[int, str, str, str]] = []  # (mtime_ns, operator_dir, name, key)

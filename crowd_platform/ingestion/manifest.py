@@ -1,4 +1,4 @@
-"""The drop manifest (DESIGN.md section 6): parsing and verification.
+"""The drop manifest (docs/design.md section 6): parsing and verification.
 
 A manifest that cannot even say which window/operator it belongs to is *unroutable*
 (handled by the sensor and ``quarantine_unroutable_job``); every other problem is found by
@@ -159,7 +159,7 @@ def _pseudonymization_key_id(document: dict[str, Any]) -> str | None:
     """The pseudonymization key id, if any; an events manifest must declare HMAC-SHA256."""
     pseudo = document.get("pseudonymization")
     if document["feed"] == "events":
-        # Events carry subscriber keys: only HMAC-SHA256 pseudonyms are accepted (DESIGN.md 4.1).
+        # Events carry subscriber keys: only HMAC-SHA256 pseudonyms are accepted (docs/design.md 4.1).
         if not isinstance(pseudo, dict) or pseudo.get("scheme") != "hmac-sha256":
             raise ManifestError("manifest pseudonymization.scheme must be hmac-sha256")
     if isinstance(pseudo, dict) and isinstance(pseudo.get("key_id"), str):

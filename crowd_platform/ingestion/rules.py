@@ -7,7 +7,7 @@ five example row numbers, one scan for all row-level rules), and ``build_gx_suit
 Both engines measure; the same threshold function decides pass/fail, so they agree by
 construction on what "pass" means (tests check they agree on real drops).
 
-Results hold counts and row numbers only, never values (DESIGN.md section 4.2).
+Results hold counts and row numbers only, never values (docs/design.md section 4.2).
 """
 
 from __future__ import annotations

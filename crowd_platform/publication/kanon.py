@@ -1,4 +1,4 @@
-"""k-anonymity for everything that leaves the platform (DESIGN.md section 4.3).
+"""k-anonymity for everything that leaves the platform (docs/design.md section 4.3).
 
 A count is shown only if it is above k. Hiding the small counts (primary suppression) is not
 enough when totals are published too: a hidden child equals its published parent minus its

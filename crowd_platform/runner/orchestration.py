@@ -40,7 +40,7 @@ class RunSummary:
 
 
 def run_tags(purpose: str, actor: str | None = None, trigger: str = "cli") -> dict[str, str]:
-    """Every run carries who/what started it and why (DESIGN.md section 4.5)."""
+    """Every run carries who/what started it and why (docs/design.md section 4.5)."""
     return {
         "crowd/purpose": purpose,
         "crowd/actor": actor or env("CROWD_ACTOR") or f"user:{getpass.getuser()}",
@@ -163,7 +163,7 @@ def recover(
     """Finish what a crash left: re-land unfinished drops, re-execute interrupted runs once.
 
     The CLI is the only runner of its embedded instance, so a run still marked as started is
-    a dead one (see lib/recovery.py).
+    a dead one (see runner/recovery.py).
     """
     from crowd_platform.common import warehouse
     from crowd_platform.runner.recovery import RESUMES_TAG, interrupted_runs, reland_interrupted_drops

@@ -3,7 +3,7 @@
 The inverse of ingestion's parsing: canonical events in, the operator's own column names,
 delimiter, time format, time zone, value codes and compression out. Used by the simulator
 and by tests that need hand-made drops. The manifest is written last, atomically, because a
-drop without a manifest is not complete (DESIGN.md section 6).
+drop without a manifest is not complete (docs/design.md section 6).
 """
 
 from __future__ import annotations

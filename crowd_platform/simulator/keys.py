@@ -25,7 +25,7 @@ MSISDN_PREFIXES: dict[str, tuple[str, ...]] = {
     "smartfren": ("881", "882", "883", "884", "885", "886", "887", "888", "889"),
 }
 _FALLBACK_PREFIXES = ("831", "832", "833", "838")
-# Short operator names used in key ids ("tsel-20200327", as in DESIGN.md section 6).
+# Short operator names used in key ids ("tsel-20200327", as in docs/design.md section 6).
 KEY_ID_PREFIX = {"telkomsel": "tsel", "indosat": "isat", "xl": "xl", "tri": "tri", "smartfren": "fren"}
 
 # Odd and not a multiple of 5, so i -> i * _BODY_MULTIPLIER mod 10^8 is a bijection: distinct

@@ -1,4 +1,4 @@
-"""Nothing personal in the record that never forgets (DESIGN.md section 4.2).
+"""Nothing personal in the record that never forgets (docs/design.md section 4.2).
 
 After the end-to-end week (which includes a drop full of raw MSISDNs), the Dagster instance
 (run and event databases, compute logs), the reports, the outbox, the maps and the witness

@@ -3,7 +3,7 @@ lost, no broadcast request is sent twice, the audit chain still verifies.
 
 Days 1-3 (the baseline) are processed once; each case copies that state, lets day 4 (with a
 gathering, so alerts and broadcasts happen) land, runs `crowd-platform run` in a subprocess
-that SIGKILLs itself at a crash point (lib/crashpoints.py), then runs it again normally.
+that SIGKILLs itself at a crash point (common/crashpoints.py), then runs it again normally.
 """
 
 from __future__ import annotations

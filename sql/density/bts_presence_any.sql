@@ -1,6 +1,6 @@
 -- Location rule `any`: a subscriber counts at every cell and every site seen in the window.
 -- GROUP BY to distinct pairs, then count rows: bounded memory where count(DISTINCT) is not
--- (DESIGN.md section 9).
+-- (docs/design.md section 9).
 INSERT INTO bts_presence (window_start, operator, place_level, place_id, subscribers, location_rule, run_id)
 WITH subscriber_cells AS (
     SELECT window_start, operator, subscriber, cell_id, site_id

@@ -1,4 +1,4 @@
--- One row per drop that reached the platform (DESIGN.md section 6). Status lifecycle:
+-- One row per drop that reached the platform (docs/design.md section 6). Status lifecycle:
 -- received -> accepted | quarantined | duplicate; accepted -> superseded | deleted;
 -- quarantined -> released (then accepted/quarantined again) | rejected | deleted.
 CREATE TABLE IF NOT EXISTS drops (
