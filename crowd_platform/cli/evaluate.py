@@ -1,13 +1,4 @@
-"""`crowd-platform evaluate`: crowd_alerts against the simulator's ground truth.
-
-An alert matches a gathering when it is at the gathering's place (the same kelurahan, its
-kecamatan or kab/kota, or a site within --radius-m of it or mostly covering its kelurahan) and
-was opened between the gathering's first window and its end plus --late-windows windows.
-Reports precision, recall per size band, detection latency (windows after the start) and
-false alerts per 100 districts per normal (non-holiday) day. A gathering's size is the people
-it adds to its kelurahan (ground truth `people_added`: participants who would otherwise have
-been elsewhere), not its participants.
-"""
+"""`crowd-platform evaluate`: crowd_alerts against the simulator's ground truth (alerts/evaluation.py)."""
 
 from __future__ import annotations
 
@@ -20,11 +11,17 @@ from typing import Any
 from crowd_platform.cli import CliError
 from crowd_platform.common.settings import env
 
+def _matching_rules() -> str:
+    from crowd_platform.alerts import evaluation
+
+    return (evaluation.__doc__ or "").split("\n\n", 1)[-1]
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="compare crowd alerts with the simulator's ground truth (precision, recall, latency, false alerts)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=_matching_rules(),
     )
     parser.add_argument("--home", default=env("CROWD_HOME"), help="CROWD_HOME (default $CROWD_HOME)")
     parser.add_argument("--ground-truth", type=Path, help="ground_truth.json (default HOME/ground_truth.json)")
