@@ -37,8 +37,7 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from crowd_platform.common import audit
-    from crowd_platform.governance.audit_chain import verify_chain, write_checkpoint
+    from crowd_platform.governance.audit_chain import record_checkpoint, verify_chain
     from crowd_platform.common.warehouse import connect
 
     settings = _settings()
@@ -46,28 +45,19 @@ def _verify(args: argparse.Namespace) -> int:
         result = verify_chain(connection, settings.witness)
         print(result.summary())
         if result.ok and args.checkpoint:
-            checkpoint = write_checkpoint(connection, settings.witness, result=result)
-            audit.append(connection, "audit.checkpoint", purpose=args.purpose or settings.purpose, actor=args.actor,
-                         object_kind="witness", object_id=checkpoint["date"], details=checkpoint)
+            checkpoint = record_checkpoint(connection, settings.witness, result,
+                                           purpose=args.purpose or settings.purpose, actor=args.actor)
             print(f"checkpoint written: {settings.witness / (checkpoint['date'] + '.json')}")
     return 0 if result.ok else 1
 
 
 def _deletions(args: argparse.Namespace) -> int:
-    from crowd_platform.common.warehouse import connect, fetch_dicts
+    from crowd_platform.common.warehouse import connect
+    from crowd_platform.governance.retention.verify import deletion_certificates
 
     settings = _settings()
     with connect(settings.warehouse_path, read_only=True) as connection:
-        connection.execute("SET TimeZone = 'UTC'")
-        where, params = [], []
-        if args.kind:
-            where.append("object_kind = ?")
-            params.append(args.kind)
-        if args.object_id:
-            where.append("object_id = ?")
-            params.append(args.object_id)
-        rows = fetch_dicts(connection, "SELECT * FROM deletion_certificates"
-                           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY deleted_at, certificate_id", params)
+        rows = deletion_certificates(connection, object_kind=args.kind, object_id=args.object_id)
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
         return 0

@@ -6,8 +6,7 @@ from datetime import datetime
 
 import dagster as dg
 
-from crowd_platform.common import audit
-from crowd_platform.governance.audit_chain import verify_chain, write_checkpoint
+from crowd_platform.governance.audit_chain import record_checkpoint, verify_chain
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.governance.retention import apply_retention, outcome_summary
 from crowd_platform.common.warehouse import WAREHOUSE_POOL, connect
@@ -79,9 +78,8 @@ def audit_log_checkpoint(context: dg.AssetExecutionContext, crowd: CrowdPlatform
         if not result.ok:
             raise dg.Failure(description=f"audit chain broken: {result.summary()}",
                              metadata={"first_bad_seq": result.first_bad_seq, "reason": result.reason})
-        checkpoint = write_checkpoint(connection, settings.witness, result=result)
-        audit.append(connection, "audit.checkpoint", purpose=settings.purpose, actor="dagster:audit_log",
-                     object_kind="witness", object_id=checkpoint["date"], run_id=context.run_id, details=checkpoint)
+        checkpoint = record_checkpoint(connection, settings.witness, result, purpose=settings.purpose,
+                                       actor="dagster:audit_log", run_id=context.run_id)
     return dg.MaterializeResult(metadata={
         "records": result.records,
         "last_seq": checkpoint["last_seq"],

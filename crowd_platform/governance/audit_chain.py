@@ -182,3 +182,15 @@ def write_checkpoint(connection: duckdb.DuckDBPyConnection, witness_dir: Path, d
 
 def result_dict(result: VerifyResult) -> dict[str, Any]:
     return asdict(result)
+
+
+def record_checkpoint(connection: duckdb.DuckDBPyConnection, witness_dir: Path, result: VerifyResult, *,
+                      purpose: str, actor: str | None, run_id: str | None = None) -> dict[str, Any]:
+    """Write the witness checkpoint of a verified chain and record it in the chain itself, so the
+    asset and the CLI leave the same trace."""
+    from crowd_platform.common import audit
+
+    checkpoint = write_checkpoint(connection, witness_dir, result=result)
+    audit.append(connection, "audit.checkpoint", purpose=purpose, actor=actor, object_kind="witness",
+                 object_id=checkpoint["date"], run_id=run_id, details=checkpoint)
+    return checkpoint

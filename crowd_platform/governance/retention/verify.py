@@ -81,3 +81,14 @@ def outcome_summary(outcome: RetentionOutcome) -> dict[str, Any]:
 
 def summary_json(outcome: RetentionOutcome) -> str:
     return json.dumps(outcome_summary(outcome), sort_keys=True, default=str)
+
+
+def deletion_certificates(connection, object_kind: str | None = None, object_id: str | None = None) -> list[dict[str, Any]]:
+    """Certificates, oldest first, optionally of one kind of object or one object (`audit deletions`)."""
+    from crowd_platform.common.warehouse import fetch_dicts
+
+    connection.execute("SET TimeZone = 'UTC'")
+    return fetch_dicts(connection,
+                       "SELECT * FROM deletion_certificates WHERE ($kind IS NULL OR object_kind = $kind) "
+                       "AND ($object_id IS NULL OR object_id = $object_id) ORDER BY deleted_at, certificate_id",
+                       {"kind": object_kind, "object_id": object_id})
