@@ -23,7 +23,9 @@ from crowd_platform.common.asset_metadata import table_metadata
         "Crowd alerts per site and district level: robust z, ratio and excess against the place's "
         "baseline (config/alert_rules.yaml), opened after consecutive windows, escalated by severity band, "
         "closed with hysteresis, then a cooldown. Windows are processed in order from the stored state "
-        "of the window before the range; transitions in alert_transitions and audit_log."
+        "of the window before the range, and every later window already evaluated is evaluated again "
+        "(late data carries forward); an alert that no longer holds is retracted. A window is evaluated "
+        "only when complete, or past the operators' latency with alerts.min_market_share reporting."
     ),
 )
 def crowd_alerts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
@@ -32,23 +34,22 @@ def crowd_alerts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     start, end = window_bounds(context)
     with crowd.warehouse() as con:
         summary = evaluate_range(con, settings, rules, start, end, run_id=context.run_id, code_version=code_version())
-        open_alerts = con.execute("SELECT count(*) FROM crowd_alerts WHERE state <> 'closed'").fetchone()[0]
+        open_alerts = con.execute("SELECT count(*) FROM crowd_alerts WHERE state IN ('open', 'escalated')").fetchone()[0]
         table = table_metadata(con, "crowd_alerts", window=(start, end), time_column="last_window", lineage={
             "observed": [("district_density", "people_estimate"), ("bts_presence", "subscribers")],
             "baseline_median": [("density_baseline", "median")],
             "baseline_mad": [("density_baseline", "mad")],
             "drop_ids": [("district_density", "drop_ids")],
         })
-    if summary["windows_skipped_no_baseline"]:
-        context.log.warning(
-            f"{summary['windows_skipped_no_baseline']} of {summary['windows']} windows not evaluated: "
-            "no density_baseline for their day")
-    if summary["later_windows_already_evaluated"]:
-        context.log.warning(
-            f"{summary['later_windows_already_evaluated']} later windows were evaluated from the state before this "
-            "rerun; rerun them to carry any change forward")
-    metadata: dict[str, Any] = {key: value for key, value in summary.items() if key != "skipped_windows"}
-    metadata["skipped_windows_no_baseline"] = dg.MetadataValue.json(summary["skipped_windows"])
+    if summary["windows_not_evaluated"]:
+        by_reason = ", ".join(f"{count} {reason}" for reason, count in sorted(summary["windows_not_evaluated_by_reason"].items()))
+        context.log.warning(f"{summary['windows_not_evaluated']} of {summary['windows']} windows not evaluated: {by_reason}")
+    if summary["alerts_retracted"]:
+        context.log.warning(f"{summary['alerts_retracted']} alert(s) retracted: they no longer hold after new data")
+    metadata: dict[str, Any] = {key: value for key, value in summary.items()
+                                if key not in ("skipped_windows", "windows_not_evaluated_by_reason")}
+    metadata["windows_not_evaluated_by_reason"] = dg.MetadataValue.json(summary["windows_not_evaluated_by_reason"])
+    metadata["not_evaluated_windows"] = dg.MetadataValue.json(summary["skipped_windows"])
     metadata["open_alerts_total"] = open_alerts
     metadata["rules"] = dg.MetadataValue.json(rules.as_dict())
     metadata["code_version"] = code_version()

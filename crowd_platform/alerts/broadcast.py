@@ -15,6 +15,7 @@ from typing import Any, Callable
 from crowd_platform.alerts.delivery import (
     DeliveryResult, load_templates, post_with_retries, render_messages, request_id_for, write_outbox_file,
 )
+from crowd_platform.alerts.engine import RETRACTED
 from crowd_platform.alerts.rules import SITE_LEVEL
 from crowd_platform.common import audit
 from crowd_platform.common.crashpoints import crash_point
@@ -40,13 +41,49 @@ def _cells_for(con, level: str, place_id: str, at: datetime, radius_m: float) ->
     return [(operator, list(cell_ids)) for operator, cell_ids in rows if cell_ids]
 
 
-def build_requests(con, settings, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """One request per (opened/escalated transition in [start, end), operator with covering cells)."""
+def _request(row: dict[str, Any], transition: str, window_start: datetime, operator: str, cell_ids: list[str],
+             messages: dict[str, str], shown: int | None, settings) -> dict[str, Any]:
+    return {
+        "request_id": request_id_for(row["alert_id"], transition, window_start, operator),
+        "alert_id": row["alert_id"],
+        "transition": transition,
+        "window_start": window_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "operator": operator,
+        "level": row["level"],
+        "place_id": row["place_id"],
+        "place_name": row["place_name"],
+        "severity": int(row["severity"]),
+        "cell_ids": cell_ids,
+        "crowd_estimate": {"value": shown, "unit": "subscribers" if row["level"] == SITE_LEVEL else "people",
+                           "suppressed_at_or_below_k": shown is None},
+        "message": {"id": messages["id"], "en": messages["en"]},
+        "purpose": settings.purpose,
+    }
+
+
+def build_cancellations(con, settings) -> list[dict[str, Any]]:
+    """A cancellation per (retracted alert, operator that was sent its request), to the same cells,
+    with no crowd count: the earlier warning no longer holds."""
+    templates = load_templates(settings)
+    cancellations = []
+    for row in fetch_dicts(con, read_sql("alerts/broadcast_requests_cancellations")):
+        opened = row["opened_window"].astimezone(timezone.utc)
+        messages = render_messages(templates, RETRACTED, row["level"], row["place_name"] or row["place_id"],
+                                   row["place_id"], int(row["severity"]))
+        cancellations.append(_request(row, RETRACTED, opened, row["operator"], list(row["cell_ids"]), messages, None,
+                                      settings))
+    return cancellations
+
+
+def build_requests(con, settings, start: datetime, end: datetime, run_id: str | None = None) -> list[dict[str, Any]]:
+    """One request per (opened/escalated transition in [start, end) or carried forward by this
+    run, operator with covering cells)."""
     templates = load_templates(settings)
     radius_m = float(templates.get("site_neighbour_radius_m", 500))
     k = settings.k_anonymity
     requests_out = []
-    for row in fetch_dicts(con, read_sql("alerts/broadcast_requests_transitions"), {"start": start, "end": end}):
+    for row in fetch_dicts(con, read_sql("alerts/broadcast_requests_transitions"),
+                           {"start": start, "end": end, "run_id": run_id}):
         window_start = row["window_start"].astimezone(timezone.utc)
         messages = render_messages(templates, row["transition"], row["level"], row["place_name"] or row["place_id"],
                                    row["place_id"], int(row["severity"]))
@@ -54,31 +91,16 @@ def build_requests(con, settings, start: datetime, end: datetime) -> list[dict[s
         # Only a k-anonymous count leaves the platform; otherwise null.
         shown = int(round(observed)) if publishable(observed, k) else None
         for operator, cell_ids in _cells_for(con, row["level"], row["place_id"], window_start, radius_m):
-            request_id = request_id_for(row["alert_id"], row["transition"], window_start, operator)
-            requests_out.append({
-                "request_id": request_id,
-                "alert_id": row["alert_id"],
-                "transition": row["transition"],
-                "window_start": window_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "operator": operator,
-                "level": row["level"],
-                "place_id": row["place_id"],
-                "place_name": row["place_name"],
-                "severity": int(row["severity"]),
-                "cell_ids": cell_ids,
-                "crowd_estimate": {"value": shown, "unit": "subscribers" if row["level"] == SITE_LEVEL else "people",
-                                   "suppressed_at_or_below_k": shown is None},
-                "message": {"id": messages["id"], "en": messages["en"]},
-                "purpose": settings.purpose,
-            })
+            requests_out.append(_request(row, row["transition"], window_start, operator, cell_ids, messages, shown,
+                                         settings))
     return requests_out
 
 
 def record_requests(con, settings, start: datetime, end: datetime, run_id: str | None) -> RecordedRequests:
-    """Build the range's requests, write each outbox file once and record new requests with their
+    """Build the range's requests and any cancellations due, write each outbox file once and record new requests with their
     audit records in one transaction. A rerun rewrites nothing already recorded."""
     now = datetime.now(timezone.utc)
-    recorded = RecordedRequests(build_requests(con, settings, start, end))
+    recorded = RecordedRequests(build_requests(con, settings, start, end, run_id) + build_cancellations(con, settings))
     ids = [request["request_id"] for request in recorded.built]
     if ids:
         recorded.existing = {row["request_id"]: row for row in fetch_dicts(

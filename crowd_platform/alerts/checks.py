@@ -15,18 +15,18 @@ from crowd_platform.common.resources import CrowdPlatform
 SUBSCRIBER_LIKE = re.compile(r"\b[0-9a-f]{64}\b|(?<![0-9])(\+?62|0)8[0-9]{7,12}(?![0-9])")
 
 
-@dg.asset_check(asset=crowd_alerts, description="Every alert has its opened transition, full evidence and "
-                "provenance, and a place has at most one alert not closed.")
+@dg.asset_check(asset=crowd_alerts, description="Every alert that is not retracted has its opened transition, "
+                "every alert full evidence and provenance, and a place has at most one open alert.")
 def crowd_alerts_consistent(crowd: CrowdPlatform) -> dg.AssetCheckResult:
     with crowd.warehouse(read_only=True) as con:
         missing_opened = con.execute(
-            "SELECT count(*) FROM crowd_alerts a WHERE NOT EXISTS (SELECT 1 FROM alert_transitions t "
-            "WHERE t.alert_id = a.alert_id AND t.transition = 'opened')").fetchone()[0]
+            "SELECT count(*) FROM crowd_alerts a WHERE state <> 'retracted' AND NOT EXISTS (SELECT 1 FROM "
+            "alert_transitions t WHERE t.alert_id = a.alert_id AND t.transition = 'opened')").fetchone()[0]
         missing_evidence = con.execute(
             "SELECT count(*) FROM crowd_alerts WHERE observed IS NULL OR baseline_median IS NULL OR ratio IS NULL "
             "OR robust_z IS NULL OR code_version IS NULL OR run_id IS NULL").fetchone()[0]
         double_open = con.execute(
-            "SELECT count(*) FROM (SELECT level, place_id FROM crowd_alerts WHERE state <> 'closed' "
+            "SELECT count(*) FROM (SELECT level, place_id FROM crowd_alerts WHERE state IN ('open', 'escalated') "
             "GROUP BY level, place_id HAVING count(*) > 1)").fetchone()[0]
         alerts = con.execute("SELECT count(*) FROM crowd_alerts").fetchone()[0]
     return dg.AssetCheckResult(
@@ -59,3 +59,17 @@ def broadcast_outbox_private(crowd: CrowdPlatform) -> dg.AssetCheckResult:
         metadata={"outbox_files": files, "files_with_subscriber_like_values": leaking,
                   "counts_at_or_below_k": small_counts, "requests_without_file": missing},
     )
+
+
+@dg.asset_check(asset=broadcast_requests, description="Every operator that was sent a request for an alert that was "
+                "later retracted has been sent its cancellation.")
+def retractions_cancelled(crowd: CrowdPlatform) -> dg.AssetCheckResult:
+    from crowd_platform.common.warehouse import read_sql
+
+    with crowd.warehouse(read_only=True) as con:
+        owed = con.execute(f"SELECT count(*) FROM ({read_sql('alerts/broadcast_requests_cancellations')})").fetchone()[0]
+        retracted = con.execute("SELECT count(*) FROM crowd_alerts WHERE state = 'retracted'").fetchone()[0]
+        sent = con.execute("SELECT count(*) FROM broadcast_requests WHERE transition = 'retracted'").fetchone()[0]
+    return dg.AssetCheckResult(passed=owed == 0, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={"retracted_alerts": retracted, "cancellations_sent": sent,
+                                         "cancellations_owed": owed})

@@ -112,8 +112,9 @@ def step(
 @dataclass
 class WindowInput:
     window_start: datetime
-    evaluated: bool  # False: no baseline for the day, state carried over unchanged
+    evaluated: bool  # False: no baseline, or the window's data incomplete; state carried over unchanged
     observations: dict[tuple[str, str], Observation]
+    reason: str | None = None  # why a window is not evaluated (alert_evaluations.reason)
 
 
 def run_windows(

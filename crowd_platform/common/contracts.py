@@ -7,12 +7,15 @@ not repeat them. Adding an operator is one new ``<operator>_events.yaml`` file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 from open_data_contract_standard.model import OpenDataContractStandard
+
+from crowd_platform.common.timeutil import parse_utc
 
 CANONICAL_EVENT_COLUMNS = ("subscriber_key", "cell_id", "event_time", "event_type")
 CANONICAL_EVENT_TYPES = ("call", "sms", "data", "location_update")
@@ -68,6 +71,30 @@ class Contract:
     def market_share(self) -> float | None:
         value = self.custom.get("market_share")
         return float(value) if value is not None else None
+
+    @property
+    def status(self) -> str:
+        return str(self.raw.get("status") or "active")
+
+    @property
+    def latency_minutes(self) -> float | None:
+        """How long after its window ends a drop may still land (slaProperties ``latency``)."""
+        for sla in self.raw.get("slaProperties") or []:
+            if sla.get("property") == "latency":
+                return _hours(sla.get("value"), sla.get("unit"), f"{self.path.name} latency") * 60
+        return None
+
+    def active_at(self, moment: datetime) -> bool:
+        """Is this feed expected to deliver for a window starting at ``moment``? An active
+        contract, within its optional ``active_from`` / ``active_until`` custom properties
+        (ISO dates or times, UTC), so that onboarding or offboarding an operator does not make
+        earlier or later windows look incomplete."""
+        if self.status != "active":
+            return False
+        start, until = self.custom.get("active_from"), self.custom.get("active_until")
+        if start is not None and moment < parse_utc(start, what=f"{self.contract_id} active_from"):
+            return False
+        return until is None or moment < parse_utc(until, what=f"{self.contract_id} active_until")
 
     @property
     def mnc(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -128,13 +128,17 @@ class DensitySection(_Section):
     multi_sim_factor: float = Field(1.0, gt=0)
     baseline_weeks: int = Field(4, ge=1)
     baseline_min_obs: int = Field(3, ge=3)
-    baseline_bootstrap_days: int = Field(7, ge=0)
+    baseline_bootstrap_days: int = Field(7, ge=0)  # most recent earlier days of the same day type
     local_timezone: str = "Asia/Jakarta"
     holidays_country: str = "ID"
+    extra_holidays: tuple[date, ...] = ()  # local dates typed 'holiday' besides python-holidays (cuti bersama)
 
 
 class AlertsSection(_Section):
     rules_file: Path = Path("config/alert_rules.yaml")
+    # An incomplete window (an operator missing after its contract's latency) is evaluated only if
+    # the operators that reported cover at least this share of the expected market share.
+    min_market_share: float = Field(0.9, gt=0, le=1)
 
 
 class HttpTargetConfig(_Section):

@@ -95,8 +95,9 @@ BASELINE_HISTORY_MAPPING = dg.TimeWindowPartitionMapping(start_offset=-BASELINE_
     kinds={"duckdb", "sql"},
     description="Baseline used on day D (from data before D only): median and MAD per place (site and every "
                 "district level) and local time of day, over the same weekday of the previous weeks "
-                "(kind=weekly) or, with too little history, the previous days (kind=bootstrap). "
-                "Indonesian public holidays are left out.",
+                "(kind=weekly) or, with too little history, the previous days of the same day type "
+                "(kind=bootstrap). Weekdays, Saturdays, Sundays and public holidays (python-holidays plus "
+                "density.extra_holidays) never share a baseline; a slot without comparable history gets none.",
 )
 def density_baseline(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     start, end = window_bounds(context)

@@ -1,8 +1,11 @@
-"""Baselines: the usual density of each place at each time of day, from the weeks before.
+"""Baselines: the usual density of each place at each time of day, from the weeks before,
+by day type: weekdays, Saturdays, Sundays and holidays never share a baseline
+(docs/decisions/012-baselines-by-day-type.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -10,17 +13,35 @@ import duckdb
 import holidays
 
 from crowd_platform.common import audit
-from crowd_platform.common.settings import Settings
+from crowd_platform.common.settings import DensitySection, Settings
 from crowd_platform.common.warehouse import read_sql, transaction
 from crowd_platform.density.presence import DensityError
 
 BASELINE_LOOKBACK_DAYS = 28  # also the Dagster partition mapping in assets.py: keep them equal
+DAY_TYPES = ("weekday", "saturday", "sunday", "holiday")
 
 
-def holiday_dates(country: str, first: date, last: date) -> list[date]:
-    """Public holidays of ``country`` between two dates (inclusive), from python-holidays."""
+def holiday_dates(country: str, first: date, last: date, extra: Iterable[date] = ()) -> list[date]:
+    """Holidays between two dates (inclusive): the public holidays of ``country`` from
+    python-holidays, plus ``extra`` dates (density.extra_holidays, e.g. cuti bersama)."""
     calendar = holidays.country_holidays(country, years=range(first.year, last.year + 1))
-    return sorted(day for day in calendar if first <= day <= last)
+    return sorted({day for day in (*calendar, *extra) if first <= day <= last})
+
+
+def _day_parameters(options: DensitySection, day_start: datetime, run_id: str | None) -> dict[str, Any]:
+    """Named parameters of sql/density/density_baseline.sql for the UTC day starting at ``day_start``."""
+    lookback_start = day_start - timedelta(days=BASELINE_LOOKBACK_DAYS)
+    # Local dates touched by the history and the day itself: one day either side of the UTC
+    # dates covers any fixed offset (WIB: history D-28 .. D, target slots D .. D+1).
+    first_date = lookback_start.date() - timedelta(days=1)
+    last_date = day_start.date() + timedelta(days=1)
+    return {
+        "day_start": day_start, "lookback_start": lookback_start, "lookback_days": BASELINE_LOOKBACK_DAYS,
+        "first_date": first_date, "last_date": last_date,
+        "holidays": holiday_dates(options.holidays_country, first_date, last_date, options.extra_holidays),
+        "weeks": options.baseline_weeks, "min_obs": options.baseline_min_obs,
+        "bootstrap_days": options.baseline_bootstrap_days, "local_tz": options.local_timezone, "run_id": run_id,
+    }
 
 
 def compute_density_baseline(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
@@ -29,24 +50,19 @@ def compute_density_baseline(con: duckdb.DuckDBPyConnection, settings: Settings,
     options = settings.config.density
     if options.baseline_weeks * 7 > BASELINE_LOOKBACK_DAYS or options.baseline_bootstrap_days > BASELINE_LOOKBACK_DAYS:
         raise DensityError(f"density baseline history is limited to {BASELINE_LOOKBACK_DAYS} days")
-    summary = {"days": 0, "rows": 0, "weekly": 0, "bootstrap": 0}
+    summary: dict[str, Any] = {"days": 0, "rows": 0, "weekly": 0, "bootstrap": 0}
+    summary.update({f"rows_{day_type}": 0 for day_type in DAY_TYPES})
     day_start = start
     with transaction(con):
         while day_start < end:
-            lookback_start = day_start - timedelta(days=BASELINE_LOOKBACK_DAYS)
-            # Local dates of the history can run one day past the UTC day: include it.
-            excluded = holiday_dates(options.holidays_country, lookback_start.date(), day_start.date() + timedelta(days=1))
             con.execute(read_sql("density/density_baseline_delete"), {"day": day_start.date()})
-            con.execute(read_sql("density/density_baseline"), {
-                "day_start": day_start, "lookback_start": lookback_start, "holidays": excluded,
-                "weeks": options.baseline_weeks, "min_obs": options.baseline_min_obs,
-                "bootstrap_days": options.baseline_bootstrap_days, "local_tz": options.local_timezone, "run_id": run_id,
-            })
-            kinds = dict(con.execute("SELECT kind, count(*) FROM density_baseline WHERE day = $day GROUP BY kind",
-                                     {"day": day_start.date()}).fetchall())
+            con.execute(read_sql("density/density_baseline"), _day_parameters(options, day_start, run_id))
+            counts = con.execute("SELECT kind, day_type, count(*) FROM density_baseline WHERE day = $day "
+                                 "GROUP BY kind, day_type", {"day": day_start.date()}).fetchall()
+            for kind, day_type, count in counts:
+                summary[kind] += count
+                summary[f"rows_{day_type}"] += count
             summary["days"] += 1
-            summary["weekly"] += kinds.get("weekly", 0)
-            summary["bootstrap"] += kinds.get("bootstrap", 0)
             day_start += timedelta(days=1)
         summary["rows"] = summary["weekly"] + summary["bootstrap"]
         audit.append(con, "density_baseline.materialize", purpose=settings.purpose, object_kind="day_range",

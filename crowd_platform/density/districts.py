@@ -17,6 +17,7 @@ from crowd_platform.publication.kanon import suppress_hierarchy
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import fetch_dicts, read_sql, transaction
 from crowd_platform.common.crashpoints import crash_point
+from crowd_platform.density.completeness import record_completeness
 from crowd_platform.density.presence import DensityError, register_geography
 
 PUBLISH_INPUT_SCHEMA = {
@@ -56,7 +57,8 @@ def publish_density(con: duckdb.DuckDBPyConnection, settings: Settings, start: d
         raise DensityError(f"k-anonymity violated for {leaked} published rows; nothing published")
     con.register("published_frame", published)
     con.execute(
-        "INSERT INTO district_density_published SELECT window_start, level, district_code, people_estimate, "
+        "INSERT INTO district_density_published (window_start, level, district_code, people_estimate, "
+        "density_per_km2, suppressed, suppression) SELECT window_start, level, district_code, people_estimate, "
         "density_per_km2, suppressed, suppression FROM published_frame"
     )
     con.unregister("published_frame")
@@ -83,9 +85,14 @@ def compute_district_density(con: duckdb.DuckDBPyConnection, settings: Settings,
         rows, windows, levels = con.execute(
             "SELECT count(*), count(DISTINCT window_start), count(DISTINCT level) FROM district_density "
             "WHERE window_start >= $start AND window_start < $end", {"start": start, "end": end}).fetchone()
+        completeness = record_completeness(con, settings, start, end, run_id)
         suppression = publish_density(con, settings, start, end)
+        # Completeness is about operators and market shares, never about people: published as is.
+        con.execute("UPDATE district_density_published AS p SET completeness = w.completeness FROM window_completeness AS w "
+                    "WHERE p.window_start = w.window_start AND p.window_start >= ? AND p.window_start < ?", [start, end])
         result = {"rows": rows, "windows": windows, "levels": levels, "operators": len(operators),
-                  "k": settings.k_anonymity, **{f"published_{key}": value for key, value in suppression.items()}}
+                  "k": settings.k_anonymity, **completeness,
+                  **{f"published_{key}": value for key, value in suppression.items()}}
         audit.append(con, "district_density.materialize", purpose=settings.purpose, object_kind="window_range",
                      object_id=f"{start.isoformat()}/{end.isoformat()}", run_id=run_id, details=result)
         crash_point("density_writing")

@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 
 from crowd_platform.alerts.assets import crowd_alerts
+from crowd_platform.alerts.engine import NO_BASELINE
 from crowd_platform.common.partitions import range_tags, window_key
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform_tests.support.alerts_warehouse import drop_id, seed_reference, seed_windows, window
@@ -106,7 +107,7 @@ def test_windows_without_baseline_are_not_evaluated(tmp_path):
     with crowd.warehouse(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM alert_transitions").fetchone()[0] == 0
         reasons = con.execute("SELECT DISTINCT reason FROM alert_evaluations").fetchall()
-    assert reasons == [("no density_baseline for this day",)]
+    assert reasons == [(NO_BASELINE,)]
 
 
 def test_no_subscriber_values_in_alert_tables(tmp_path):

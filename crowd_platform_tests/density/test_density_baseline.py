@@ -1,4 +1,5 @@
-"""density_baseline: median/MAD on known data, holidays left out, bootstrap, partition mapping."""
+"""density_baseline: median/MAD on known data, holidays left out, bootstrap, partition mapping;
+baselines by day type (docs/decisions/012): weekday, saturday, sunday and holiday never mix."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import holidays
 import pytest
 
 from crowd_platform.density.assets import DENSITY_ASSETS, density_baseline
-from crowd_platform.density.baseline import holiday_dates
+from crowd_platform.density.baseline import compute_density_baseline, holiday_dates
 from crowd_platform.density.checks import density_baseline_enough_observations
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.settings import get_settings
@@ -119,3 +120,121 @@ def test_partition_mapping_reads_exactly_the_28_previous_days():
         keys = sorted(upstream.partitions_subset.get_partition_keys())
         assert len(keys) == 28 * 96
         assert keys[0] == "2020-03-27-00:00" and keys[-1] == "2020-04-23-23:45"
+
+
+# ---------------------------------------------------------------- baselines by day type
+# Issue 13 ("Weekends flood"): a quiet Saturday after weekday-only history raised 39 false
+# alerts because the bootstrap mixed weekdays into its baseline. Each test below seeds a fresh
+# warehouse and runs the real compute function for one UTC day.
+
+def add_at(con, code: str, when: datetime, people: float) -> None:
+    con.execute(
+        "INSERT INTO district_density (window_start, level, district_code, subscribers, people_estimate) "
+        "VALUES (?, 'kelurahan', ?, ?, ?)", [when, code, people, people])
+
+
+def seed(home: Path, day: datetime, history: dict[str, dict[int, float]], time: timedelta = TIME) -> None:
+    """history: place -> {days_back: people}, each at ``time`` UTC of day - days_back."""
+    settings = get_settings(home)
+    settings.ensure_dirs()
+    with connect(settings.warehouse_path) as con:
+        for code, values in history.items():
+            for days_back, people in values.items():
+                add_at(con, code, day - timedelta(days=days_back) + time, people)
+
+
+def compute_day(home: Path, day: datetime, **density) -> dict[tuple[str, int], tuple]:
+    """Run compute_density_baseline for one UTC day; (place, time_of_day) -> (median, mad, n_obs, kind, day_type)."""
+    settings = get_settings(home)
+    if density:
+        settings = settings.with_config(density=density)
+    with connect(settings.warehouse_path) as con:
+        compute_density_baseline(con, settings, day, day + timedelta(days=1), "test-run")
+        rows = con.execute("SELECT place_id, time_of_day, median, mad, n_obs, kind, day_type FROM density_baseline "
+                           "WHERE day = ?", [day.date()]).fetchall()
+    return {(place, tod): tuple(rest) for place, tod, *rest in rows}
+
+
+SATURDAY = datetime(2020, 4, 25, tzinfo=timezone.utc)   # 03:00 UTC = Saturday 10:00 WIB
+WEEKDAYS_BEFORE_SATURDAY = {1: 10, 2: 10, 3: 10, 4: 10, 5: 10, 8: 10, 9: 10, 10: 10, 11: 10, 12: 10}  # Fri..Mon
+
+
+def test_saturday_after_weekday_only_history_gets_no_baseline(tmp_path: Path):
+    seed(tmp_path, SATURDAY, {"W": WEEKDAYS_BEFORE_SATURDAY})
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([density_baseline, density_baseline_enough_observations],
+                                resources={"crowd": CrowdPlatform(home=str(tmp_path))}, instance=instance,
+                                partition_key="2020-04-25")
+        assert result.success
+    with connect(get_settings(tmp_path).warehouse_path) as con:
+        rows = con.execute("SELECT count(*) FROM density_baseline WHERE day = DATE '2020-04-25'").fetchone()[0]
+    # No row for the day at all: the alert engine records its windows as "not evaluated: no
+    # density_baseline for this day" instead of comparing a quiet Saturday with weekdays.
+    assert rows == 0
+
+
+def test_saturday_baseline_comes_from_saturdays_only(tmp_path: Path):
+    # Saturdays 7, 14, 21 days back: 100, 110, 130; with the weekdays (10) the median would be 10.
+    seed(tmp_path, SATURDAY, {"S": {**WEEKDAYS_BEFORE_SATURDAY, 7: 100, 14: 110, 21: 130}})
+    assert compute_day(tmp_path, SATURDAY)[("S", 600)] == (110.0, 10.0, 3, "weekly", "saturday")
+    # Too few weeks for weekly: the bootstrap takes the most recent earlier Saturdays, not the last 7 days.
+    assert compute_day(tmp_path, SATURDAY, baseline_weeks=2)[("S", 600)] == (110.0, 10.0, 3, "bootstrap", "saturday")
+
+
+def test_weekday_bootstrap_counts_the_most_recent_weekdays(tmp_path: Path):
+    monday = datetime(2020, 4, 27, tzinfo=timezone.utc)
+    # Sun 900, Sat 900, Fri 1, Thu 2, Wed 3, Tue 100: the 3 most recent weekdays are Fri, Thu, Wed.
+    seed(tmp_path, monday, {"M": {1: 900, 2: 900, 3: 1, 4: 2, 5: 3, 6: 100}})
+    assert compute_day(tmp_path, monday, baseline_bootstrap_days=3)[("M", 600)] == (2.0, 1.0, 3, "bootstrap", "weekday")
+
+
+def test_holiday_target_gets_no_baseline_from_normal_weekdays(tmp_path: Path):
+    independence_day = datetime(2020, 8, 17, tzinfo=timezone.utc)  # Monday, public holiday
+    assert date(2020, 8, 17) in holiday_dates("ID", date(2020, 8, 1), date(2020, 8, 31))
+    # Weekdays before it, four of them Mondays (weekly), and Eid al-Adha (Fri 31 July, 17 days back).
+    seed(tmp_path, independence_day, {"H": {3: 10, 4: 10, 5: 10, 6: 10, 7: 10, 14: 10, 21: 10, 28: 10, 17: 60}})
+    assert compute_day(tmp_path, independence_day) == {}
+    # Holidays compare with holidays: with two earlier Mondays declared extra holidays there are
+    # three holiday observations (7, 14 and 17 days back), and only they make the baseline.
+    seed(tmp_path, independence_day, {"H2": {3: 10, 4: 10, 5: 10, 6: 10, 7: 40, 14: 50, 21: 10, 17: 60}})
+    rows = compute_day(tmp_path, independence_day, extra_holidays=["2020-08-10", "2020-08-03"])
+    assert rows[("H2", 600)] == (50.0, 10.0, 3, "bootstrap", "holiday")
+
+
+def test_extra_holidays_are_holidays(tmp_path: Path):
+    tuesday = datetime(2020, 4, 21, tzinfo=timezone.utc)
+    seed(tmp_path, tuesday, {"E": {7: 10, 14: 20, 21: 30, 28: 40}})  # the four Tuesdays before
+    assert compute_day(tmp_path, tuesday)[("E", 600)] == (25.0, 10.0, 4, "weekly", "weekday")
+    # An extra holiday in the history (14 April, 7 days back) is no longer a weekday observation.
+    assert compute_day(tmp_path, tuesday, extra_holidays=["2020-04-14"])[("E", 600)] == (30.0, 10.0, 3, "weekly", "weekday")
+    # The target day itself declared a holiday: its Tuesday history does not count.
+    assert compute_day(tmp_path, tuesday, extra_holidays=["2020-04-21"]) == {}
+
+
+def test_window_at_18_utc_friday_is_a_saturday_in_wib(tmp_path: Path):
+    evening = timedelta(hours=18)  # Friday 18:00 UTC = Saturday 01:00 WIB -> time_of_day 60
+    # B: local Saturdays (Fridays 18:00 UTC, 7/14/21 days back) 5, 6, 7; local weekdays 50.
+    seed(tmp_path, DAY, {"B": {1: 50, 2: 50, 3: 50, 4: 50, 7: 5, 14: 6, 21: 7}}, time=evening)
+    # C: only local weekdays at 01:00 WIB (Mon..Thu 18:00 UTC = Tue..Fri WIB) and at 10:00 WIB.
+    seed(tmp_path, DAY, {"C": {1: 50, 2: 50, 3: 50, 4: 50}}, time=evening)
+    seed(tmp_path, DAY, {"C": {1: 8, 2: 9, 3: 10, 4: 11}})
+    rows = compute_day(tmp_path, DAY)
+    assert rows[("B", 60)] == (6.0, 1.0, 3, "weekly", "saturday")
+    assert ("C", 60) not in rows  # a Saturday slot, weekday history only
+    assert rows[("C", 600)] == (9.5, 1.0, 4, "bootstrap", "weekday")  # same UTC day, Friday 10:00 WIB
+
+
+def test_existing_warehouse_gains_the_day_type_column(tmp_path: Path):
+    import duckdb
+    settings = get_settings(tmp_path)
+    settings.ensure_dirs()
+    old = duckdb.connect(str(settings.warehouse_path))
+    old.execute("CREATE TABLE density_baseline (day DATE NOT NULL, level VARCHAR NOT NULL, place_id VARCHAR NOT NULL, "
+                "time_of_day INTEGER NOT NULL, median DOUBLE, mad DOUBLE, n_obs INTEGER NOT NULL, "
+                "kind VARCHAR NOT NULL, run_id VARCHAR)")
+    old.execute("INSERT INTO density_baseline VALUES (DATE '2020-04-20', 'kelurahan', 'X', 600, 1, 0, 3, 'weekly', 'old')")
+    old.close()
+    seed(tmp_path, DAY, {"C": {1: 8, 2: 9, 3: 10}})  # connect() applies the schema: the ALTER upgrades the table
+    assert compute_day(tmp_path, DAY)[("C", 600)] == (9.0, 1.0, 3, "bootstrap", "weekday")
+    with connect(settings.warehouse_path) as con:
+        assert con.execute("SELECT day_type FROM density_baseline WHERE run_id = 'old'").fetchall() == [(None,)]

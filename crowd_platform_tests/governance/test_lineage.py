@@ -31,7 +31,7 @@ def build_alert_rows(settings) -> None:
         for offset in (0, 15):
             window = W0 + timedelta(minutes=offset)
             con.execute("INSERT INTO district_density VALUES (?, 'kelurahan', '3171010001', 900, 1915, 12000.5, 2, "
-                        "['drop-a', 'drop-b'], 'run-density')", [window])
+                        "['drop-a', 'drop-b'], 'run-density', 1.0)", [window])
         con.execute(
             "INSERT INTO crowd_alerts VALUES ('alert-1', 'kelurahan', '3171010001', 'Gambir', 'escalated', 2, ?, ?, NULL, "
             "1915, 600, 80, 3.2, 9.5, 1300, 2, ['drop-a', 'drop-b'], ['telkomsel-events@1.0.0', 'xl-events@1.0.0'], "

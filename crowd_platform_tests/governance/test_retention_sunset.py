@@ -27,8 +27,8 @@ def test_sunset_keep_aggregates(tmp_path, monkeypatch, capsys):
     (settings.staging / "drop-9" / "events.parquet").write_bytes(b"leftover " + keys[0].encode())
     with connect(settings.warehouse_path) as con:
         con.execute("INSERT INTO bts_presence VALUES (?, 'telkomsel', 'cell', '510-10-1-1', 40, 'last', 'r')", [NEW_WINDOW])
-        con.execute("INSERT INTO district_density VALUES (?, 'kelurahan', '3171', 40, 85, 100, 1, ['drop-2'], 'r')", [NEW_WINDOW])
-        con.execute("INSERT INTO district_density_published VALUES (?, 'kelurahan', '3171', 85, 100, false, NULL)", [NEW_WINDOW])
+        con.execute("INSERT INTO district_density VALUES (?, 'kelurahan', '3171', 40, 85, 100, 1, ['drop-2'], 'r', 1.0)", [NEW_WINDOW])
+        con.execute("INSERT INTO district_density_published VALUES (?, 'kelurahan', '3171', 85, 100, false, NULL, 1.0)", [NEW_WINDOW])
         con.execute("INSERT INTO crowd_alerts (alert_id, level, place_id, state, severity, opened_window, last_window) "
                     "VALUES ('a1', 'kelurahan', '3171', 'closed', 1, ?, ?)", [NEW_WINDOW, NEW_WINDOW])
 

@@ -66,7 +66,23 @@ def seed_reference(con, days: tuple[date, ...] = (DAY,)) -> None:
         for (level, place), median in BASELINE.items():
             for minute in range(0, 24 * 60, 15):
                 rows.append([day, level, place, minute, median, median * BASELINE_MAD, 4, "weekly", "seed"])
-    con.executemany("INSERT INTO density_baseline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.executemany("INSERT INTO density_baseline (day, level, place_id, time_of_day, median, mad, n_obs, kind, run_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def seed_completeness(con, start: datetime, arrived: tuple[str, ...], expected: tuple[str, ...] = ("telkomsel", "xl"),
+                      shares: dict[str, float] | None = None, deadline: datetime | None = None) -> None:
+    """The window's completeness record, as the density step writes it (both operators by default)."""
+    shares = shares or {"telkomsel": 0.5, "xl": 0.5}
+    expected_share = sum(shares[operator] for operator in expected)
+    arrived_share = sum(shares[operator] for operator in arrived if operator in expected)
+    missing = sorted(set(expected) - set(arrived))
+    con.execute("DELETE FROM window_completeness WHERE window_start = ?", [start])
+    con.execute("INSERT INTO window_completeness (window_start, expected_operators, arrived_operators, missing_operators, "
+                "expected_share, arrived_share, completeness, complete, latency_deadline, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'seed')",
+                [start, sorted(expected), sorted(arrived), missing, expected_share, arrived_share,
+                 arrived_share / expected_share, not missing, deadline if missing else None])
 
 
 def seed_windows(con, count: int, kelurahan_k1: dict[int, float] | None = None,
@@ -80,6 +96,7 @@ def seed_windows(con, count: int, kelurahan_k1: dict[int, float] | None = None,
         for operator, drop in zip(("telkomsel", "xl"), drops):
             con.execute("INSERT INTO drops (drop_id, operator, feed, window_start, contract_id, contract_version, status) "
                         "VALUES (?, ?, 'events', ?, ?, '1.0.0', 'accepted')", [drop, operator, start, f"{operator}-events"])
+        seed_completeness(con, start, arrived=("telkomsel", "xl"))
         k1 = kelurahan_k1.get(index, 2000.0)
         values = {("kelurahan", "K1"): k1, ("kelurahan", "K2"): 2000.0, ("kecamatan", "C1"): k1 + 2000.0,
                   ("kabkota", "KB1"): k1 + 2000.0}

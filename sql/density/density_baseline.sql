@@ -1,12 +1,42 @@
 -- Baseline used on UTC day $day_start, from data strictly before it. For a target window
 -- on that day, an observation n days earlier at the same UTC time is the same local (WIB,
--- fixed offset) time of day; n divisible by 7 is also the same weekday.
+-- fixed offset) time of day, on the local date n days before the target's local date
+-- (a UTC day's windows fall on two local dates: WIB 07:00 .. 06:45 the next day).
+-- Baselines by day type (docs/decisions/012): every local date is a weekday (Mon-Fri),
+-- saturday, sunday or holiday ($holidays: public holidays and configured extra dates, local
+-- dates of $first_date .. $last_date); an observation counts only if its local date has the
+-- same day type as the target's local date. Types never share a baseline.
 --   weekly:    the previous $weeks weeks, same weekday and time of day, >= $min_obs values;
---   bootstrap: otherwise the previous $bootstrap_days days at the same time of day.
--- Observations on Indonesian public holidays ($holidays, local dates) are left out.
+--   bootstrap: otherwise the same time of day on the $bootstrap_days most recent earlier
+--              local dates of the same day type within the $lookback_days-day lookback.
+-- No row when neither reaches $min_obs. day_type records the target's type.
 -- mad is the raw median absolute deviation (multiply by 1.4826 for a normal sigma).
-INSERT INTO density_baseline (day, level, place_id, time_of_day, median, mad, n_obs, kind, run_id)
-WITH observations AS (
+INSERT INTO density_baseline (day, level, place_id, time_of_day, median, mad, n_obs, kind, day_type, run_id)
+WITH calendar AS (
+    SELECT
+        CAST(d AS DATE) AS local_date,
+        CASE
+            WHEN list_contains(CAST($holidays AS DATE[]), CAST(d AS DATE)) THEN 'holiday'
+            WHEN isodow(d) = 6 THEN 'saturday'
+            WHEN isodow(d) = 7 THEN 'sunday'
+            ELSE 'weekday'
+        END AS day_type
+    FROM range(CAST($first_date AS TIMESTAMP), CAST($last_date AS TIMESTAMP) + INTERVAL 1 DAY, INTERVAL 1 DAY) AS t(d)
+),
+comparable AS (
+    -- Earlier local dates of the target's day type within the lookback, most recent first.
+    SELECT
+        target.local_date AS target_date,
+        target.day_type,
+        history.local_date AS history_date,
+        row_number() OVER (PARTITION BY target.local_date ORDER BY history.local_date DESC) AS recency
+    FROM calendar AS target
+    JOIN calendar AS history
+      ON history.day_type = target.day_type
+     AND history.local_date < target.local_date
+     AND history.local_date >= target.local_date - CAST($lookback_days AS INTEGER)
+),
+observations AS (
     SELECT window_start, level, district_code AS place_id, people_estimate AS value
     FROM district_density
     WHERE window_start >= $lookback_start AND window_start < $day_start
@@ -28,19 +58,24 @@ dated AS (
     FROM observations
 ),
 kept AS (
-    SELECT * FROM dated WHERE NOT list_contains(CAST($holidays AS DATE[]), local_date)
+    -- Only observations whose local date has the day type of the target's local date.
+    SELECT d.level, d.place_id, d.value, d.days_back, d.time_of_day, c.day_type, c.recency
+    FROM dated AS d
+    JOIN comparable AS c
+      ON c.history_date = d.local_date
+     AND c.target_date = d.local_date + CAST(d.days_back AS INTEGER)
 ),
 stats AS (
     SELECT
-        level, place_id, time_of_day,
+        level, place_id, time_of_day, day_type,
         count(*) FILTER (WHERE days_back % 7 = 0 AND days_back <= 7 * $weeks) AS weekly_n,
         median(value) FILTER (WHERE days_back % 7 = 0 AND days_back <= 7 * $weeks) AS weekly_median,
         mad(value) FILTER (WHERE days_back % 7 = 0 AND days_back <= 7 * $weeks) AS weekly_mad,
-        count(*) FILTER (WHERE days_back <= $bootstrap_days) AS bootstrap_n,
-        median(value) FILTER (WHERE days_back <= $bootstrap_days) AS bootstrap_median,
-        mad(value) FILTER (WHERE days_back <= $bootstrap_days) AS bootstrap_mad
+        count(*) FILTER (WHERE recency <= $bootstrap_days) AS bootstrap_n,
+        median(value) FILTER (WHERE recency <= $bootstrap_days) AS bootstrap_median,
+        mad(value) FILTER (WHERE recency <= $bootstrap_days) AS bootstrap_mad
     FROM kept
-    GROUP BY level, place_id, time_of_day
+    GROUP BY level, place_id, time_of_day, day_type
 )
 SELECT
     CAST(timezone('UTC', CAST($day_start AS TIMESTAMPTZ)) AS DATE),
@@ -51,6 +86,7 @@ SELECT
     CASE WHEN weekly_n >= $min_obs THEN weekly_mad ELSE bootstrap_mad END,
     CASE WHEN weekly_n >= $min_obs THEN weekly_n ELSE bootstrap_n END,
     CASE WHEN weekly_n >= $min_obs THEN 'weekly' ELSE 'bootstrap' END,
+    day_type,
     $run_id
 FROM stats
 WHERE weekly_n >= $min_obs OR bootstrap_n >= $min_obs

@@ -44,5 +44,8 @@ CREATE TABLE IF NOT EXISTS density_baseline (
     mad            DOUBLE,
     n_obs          INTEGER NOT NULL,
     kind           VARCHAR NOT NULL,      -- weekly | bootstrap
-    run_id         VARCHAR
+    run_id         VARCHAR,
+    day_type       VARCHAR                -- weekday | saturday | sunday | holiday (of the slot's local date)
 );
+-- Warehouses created before baselines by day type (docs/decisions/012) get the column here.
+ALTER TABLE density_baseline ADD COLUMN IF NOT EXISTS day_type VARCHAR;

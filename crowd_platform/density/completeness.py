@@ -1,0 +1,72 @@
+"""Window completeness: which operators were expected for a window, which arrived, and how much
+of the market they cover.
+
+Density is computed as drops arrive (a window with one operator gives a number), but a number
+from 5 % of the market scaled up by 1 / 0.05 is no basis for an SMS blast. This module records,
+for every window of a range (also windows where nothing arrived), what was expected from the
+operators' contracts (active then) and what arrived; the alert engine evaluates a window only
+when it is complete, or when the contracts' latency has passed and enough of the market reports.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+
+from crowd_platform.common.contracts import operator_contracts
+from crowd_platform.common.settings import Settings
+from crowd_platform.common.warehouse import insert_rows
+
+# Shares are floats from YAML: "every expected operator arrived" must not fail on rounding.
+SHARE_EPSILON = 1e-9
+
+
+def _arrived(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict[datetime, set[str]]:
+    rows = con.execute(
+        "SELECT window_start, operator FROM drops WHERE feed = 'events' AND status = 'accepted' "
+        "AND lake_path IS NOT NULL AND window_start >= ? AND window_start < ?", [start, end]).fetchall()
+    arrived: dict[datetime, set[str]] = {}
+    for window_start, operator in rows:
+        arrived.setdefault(window_start, set()).add(operator)
+    return arrived
+
+
+def completeness_rows(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
+                      run_id: str | None) -> list[dict]:
+    """One row per window of [start, end): expected, arrived and missing operators and shares."""
+    contracts = operator_contracts(settings.contracts_dir, "events")
+    arrived_by_window = {key.astimezone(start.tzinfo): value for key, value in _arrived(con, start, end).items()}
+    step = timedelta(minutes=settings.window_minutes)
+    rows, window = [], start
+    while window < end:
+        expected = {operator: contract for operator, contract in contracts.items() if contract.active_at(window)}
+        arrived = arrived_by_window.get(window, set())
+        missing = sorted(set(expected) - arrived)
+        expected_share = sum(contract.market_share or 0.0 for contract in expected.values())
+        arrived_share = sum(expected[operator].market_share or 0.0 for operator in arrived if operator in expected)
+        latencies = [expected[operator].latency_minutes or 0.0 for operator in missing]
+        rows.append({
+            "window_start": window, "expected_operators": sorted(expected), "arrived_operators": sorted(arrived),
+            "missing_operators": missing, "expected_share": expected_share, "arrived_share": arrived_share,
+            "completeness": arrived_share / expected_share if expected_share > 0 else 1.0,
+            "complete": not missing,
+            "latency_deadline": window + step + timedelta(minutes=max(latencies)) if missing else None,
+            "run_id": run_id,
+        })
+        window += step
+    return rows
+
+
+def record_completeness(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
+                        run_id: str | None) -> dict[str, int]:
+    """Replace window_completeness for [start, end) and stamp district_density's rows with it.
+    Runs inside the caller's transaction (the density step's)."""
+    rows = completeness_rows(con, settings, start, end, run_id)
+    con.execute("DELETE FROM window_completeness WHERE window_start >= ? AND window_start < ?", [start, end])
+    insert_rows(con, "window_completeness", rows)
+    con.execute(
+        "UPDATE district_density AS d SET completeness = w.completeness FROM window_completeness AS w "
+        "WHERE d.window_start = w.window_start AND d.window_start >= ? AND d.window_start < ?", [start, end])
+    return {"windows_complete": sum(row["complete"] for row in rows),
+            "windows_incomplete": sum(not row["complete"] for row in rows)}
