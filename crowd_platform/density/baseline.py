@@ -5,27 +5,18 @@ by day type: weekdays, Saturdays, Sundays and holidays never share a baseline
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
-import holidays
 
 from crowd_platform.common import audit
+from crowd_platform.common.calendar import DAY_TYPES, holiday_dates
 from crowd_platform.common.settings import DensitySection, Settings
 from crowd_platform.common.warehouse import read_sql, transaction
 from crowd_platform.density.presence import DensityError
 
 BASELINE_LOOKBACK_DAYS = 28  # also the Dagster partition mapping in assets.py: keep them equal
-DAY_TYPES = ("weekday", "saturday", "sunday", "holiday")
-
-
-def holiday_dates(country: str, first: date, last: date, extra: Iterable[date] = ()) -> list[date]:
-    """Holidays between two dates (inclusive): the public holidays of ``country`` from
-    python-holidays, plus ``extra`` dates (density.extra_holidays, e.g. cuti bersama)."""
-    calendar = holidays.country_holidays(country, years=range(first.year, last.year + 1))
-    return sorted({day for day in (*calendar, *extra) if first <= day <= last})
 
 
 def _day_parameters(options: DensitySection, day_start: datetime, run_id: str | None) -> dict[str, Any]:

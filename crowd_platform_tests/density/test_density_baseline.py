@@ -11,7 +11,8 @@ import holidays
 import pytest
 
 from crowd_platform.density.assets import DENSITY_ASSETS, density_baseline
-from crowd_platform.density.baseline import compute_density_baseline, holiday_dates
+from crowd_platform.common.calendar import holiday_dates
+from crowd_platform.density.baseline import compute_density_baseline
 from crowd_platform.density.checks import density_baseline_enough_observations
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.settings import get_settings
