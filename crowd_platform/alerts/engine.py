@@ -57,10 +57,11 @@ def window_readiness(con: Any, start: datetime, end: datetime, min_share: float,
     least ``min_share`` of the expected market share (a number scaled up from a few small
     operators is no basis for an SMS blast)."""
     readiness: dict[datetime, str | None] = {}
-    for window_start, complete, completeness, missing, deadline in con.execute(
-            "SELECT window_start, complete, completeness, missing_operators, latency_deadline FROM window_completeness "
-            "WHERE window_start >= ? AND window_start < ?", [start, end]).fetchall():
-        share = f"{completeness:.0%} of the expected market share reporting (missing {', '.join(missing)})"
+    for window_start, complete, completeness, missing, flagged, deadline in con.execute(
+            "SELECT window_start, complete, completeness, missing_operators, coalesce(flagged_operators, []), "
+            "latency_deadline FROM window_completeness WHERE window_start >= ? AND window_start < ?", [start, end]).fetchall():
+        absent = ", ".join(f"{operator} (volume flagged)" if operator in flagged else operator for operator in missing)
+        share = f"{completeness:.0%} of the expected market share reporting (missing {absent})"
         if complete:
             reason = None
         elif deadline is not None and now < deadline:

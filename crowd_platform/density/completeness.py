@@ -22,13 +22,16 @@ from crowd_platform.common.warehouse import insert_rows
 SHARE_EPSILON = 1e-9
 
 
-def _arrived(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict[datetime, set[str]]:
+def _arrived(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> dict[datetime, dict[str, bool]]:
+    """Per window, the operators with an accepted events drop -> whether that drop is flagged as
+    well below its usual volume (ingestion/volume.py): a flagged drop does not count as arrived."""
     rows = con.execute(
-        "SELECT window_start, operator FROM drops WHERE feed = 'events' AND status = 'accepted' "
-        "AND lake_path IS NOT NULL AND window_start >= ? AND window_start < ?", [start, end]).fetchall()
-    arrived: dict[datetime, set[str]] = {}
-    for window_start, operator in rows:
-        arrived.setdefault(window_start, set()).add(operator)
+        "SELECT window_start, operator, bool_or(volume_flag IS NOT NULL) FROM drops WHERE feed = 'events' "
+        "AND status = 'accepted' AND lake_path IS NOT NULL AND window_start >= ? AND window_start < ? "
+        "GROUP BY ALL", [start, end]).fetchall()
+    arrived: dict[datetime, dict[str, bool]] = {}
+    for window_start, operator, flagged in rows:
+        arrived.setdefault(window_start, {})[operator] = flagged
     return arrived
 
 
@@ -41,17 +44,20 @@ def completeness_rows(con: duckdb.DuckDBPyConnection, settings: Settings, start:
     rows, window = [], start
     while window < end:
         expected = {operator: contract for operator, contract in contracts.items() if contract.active_at(window)}
-        arrived = arrived_by_window.get(window, set())
+        delivered = arrived_by_window.get(window, {})
+        flagged = sorted(operator for operator, is_flagged in delivered.items() if is_flagged)
+        arrived = {operator for operator, is_flagged in delivered.items() if not is_flagged}
         missing = sorted(set(expected) - arrived)
         expected_share = sum(contract.market_share or 0.0 for contract in expected.values())
         arrived_share = sum(expected[operator].market_share or 0.0 for operator in arrived if operator in expected)
-        latencies = [expected[operator].latency_minutes or 0.0 for operator in missing]
+        # A flagged drop is already here: waiting for it would not help (a redelivery re-runs the window).
+        latencies = [expected[operator].latency_minutes or 0.0 for operator in missing if operator not in flagged]
         rows.append({
             "window_start": window, "expected_operators": sorted(expected), "arrived_operators": sorted(arrived),
-            "missing_operators": missing, "expected_share": expected_share, "arrived_share": arrived_share,
+            "missing_operators": missing, "flagged_operators": flagged, "expected_share": expected_share, "arrived_share": arrived_share,
             "completeness": arrived_share / expected_share if expected_share > 0 else 1.0,
             "complete": not missing,
-            "latency_deadline": window + step + timedelta(minutes=max(latencies)) if missing else None,
+            "latency_deadline": window + step + timedelta(minutes=max(latencies)) if latencies else None,
             "run_id": run_id,
         })
         window += step

@@ -19,6 +19,7 @@ from crowd_platform.common.contracts import Contract, contract_for
 from crowd_platform.ingestion.interrupts import reraise_if_interrupt
 from crowd_platform.ingestion.layout import ParseError, StagedFile, stage_drop
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
+from crowd_platform.ingestion.volume import PROFILE_ENGINE, VolumeVerdict, check_volume, record_profile
 from crowd_platform.ingestion.rules import RuleContext, RuleResult, compile_rules, run_duckdb_rules, run_gx_rules
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.crashpoints import crash_point
@@ -99,7 +100,10 @@ def ingest_drop(
     results = _validate(drop, staged.rows, gx_cross_check)
     if isinstance(results, DropOutcome):
         return results
-    return _verdict(drop, results, staged.rows)
+    volume = _check_volume(drop)
+    if isinstance(volume, DropOutcome):
+        return volume
+    return _verdict(drop, results, staged.rows, volume)
 
 
 def _quarantine(drop: _ReceivedDrop, reason: str, stage: str, failed: list[dict[str, Any]] | None = None,
@@ -243,17 +247,40 @@ def _validate(drop: _ReceivedDrop, rows: int, gx_cross_check: bool) -> list[Rule
         return _quarantine(drop, reason, "validate", [{"rule": "validation", "engine": "duckdb", "details": one_line(str(error).splitlines()[0], 160)}], rows)
 
 
-def _verdict(drop: _ReceivedDrop, results: list[RuleResult], rows: int) -> DropOutcome:
-    """Record the rule results, then quarantine on any failed rule or mark the drop validated."""
-    _write_results(drop.connection, drop.drop_id, results, drop.run_id)
+def _check_volume(drop: _ReceivedDrop) -> VolumeVerdict | DropOutcome | None:
+    """SHAPE: an events drop against its operator's usual volume at this day type and time of day."""
+    if drop.manifest.feed != "events":
+        return None
+    try:
+        return check_volume(drop.connection, drop.settings, drop.contract, drop.manifest, drop.staging_target, drop.drop_id)
+    except Exception as error:  # noqa: BLE001 - quarantine, never crash the run
+        reraise_if_interrupt(error, "profiling a drop")
+        log.warning("volume check failed to run for drop %s: %s", drop.drop_id, type(error).__name__)
+        return _quarantine(drop, f"volume check could not run ({type(error).__name__})", "validate",
+                           [{"rule": "volume", "engine": PROFILE_ENGINE, "details": one_line(str(error).splitlines()[0], 160)}])
+
+
+def _verdict(drop: _ReceivedDrop, results: list[RuleResult], rows: int, volume: VolumeVerdict | None = None) -> DropOutcome:
+    """Record the rule results, then quarantine on any failed rule (or a blocking volume flag)
+    or mark the drop validated, with its volume profile and flag."""
+    _write_results(drop.connection, drop.drop_id, results + (volume.results if volume else []), drop.run_id)
     failed = _failed_rules(results, drop.contract)
     if failed:
         return _quarantine(drop, f"contract rules failed: {_failure_summary(failed)}", "validate", failed, rows)
+    if volume and volume.blocking:
+        flagged = [{"rule": result.rule, "engine": PROFILE_ENGINE, "passed": False, "element_count": result.element_count,
+                    "details": result.details} for result in volume.results if not result.passed]
+        return _quarantine(drop, volume.flag, "validate", flagged, rows)
+    flag = volume.flag if volume else None
     with transaction(drop.connection):
-        drop.connection.execute("UPDATE drops SET validated_at = ?, rows_loaded = ? WHERE drop_id = ?", [utcnow(), rows, drop.drop_id])
+        drop.connection.execute("UPDATE drops SET validated_at = ?, rows_loaded = ?, volume_flag = ? WHERE drop_id = ?",
+                                [utcnow(), rows, flag, drop.drop_id])
+        if volume:
+            record_profile(drop.connection, volume.profile, drop.run_id)
         audit_drop(drop.connection, drop.settings, "drop_validated", drop.drop_id, drop.run_id, rows=rows,
-               rules=len({result.rule for result in results}), engines=sorted({result.engine for result in results}))
-    return DropOutcome(drop.drop_id, drop.manifest.operator, drop.manifest.feed, "validated", rows=rows)
+                   rules=len({result.rule for result in results}), engines=sorted({result.engine for result in results}),
+                   volume_flag=flag)
+    return DropOutcome(drop.drop_id, drop.manifest.operator, drop.manifest.feed, "validated", reason=flag, rows=rows)
 
 
 def _failure_summary(failed: list[dict[str, Any]]) -> str:

@@ -28,7 +28,7 @@ def publish_window(settings: Settings, connection, start: datetime, end: datetim
     for drop in ready:
         staged = staging_file(settings, drop["drop_id"], drop["feed"])
         verdict = connection.execute(
-            "SELECT count(*), count(*) FILTER (WHERE NOT passed) FROM check_results WHERE drop_id = ? AND engine <> 'manifest'",
+            "SELECT count(*), count(*) FILTER (WHERE NOT passed) FROM check_results WHERE drop_id = ? AND engine NOT IN ('manifest', 'profile')",
             [drop["drop_id"]]).fetchone()
         if not staged.exists() or verdict[0] == 0 or verdict[1] > 0:
             # Never publish without a passing validation record (the blocking check reports it too).
