@@ -19,6 +19,7 @@ from crowd_platform.common.contracts import Contract, contract_for
 from crowd_platform.ingestion.interrupts import reraise_if_interrupt
 from crowd_platform.ingestion.layout import ParseError, StagedFile, stage_drop
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
+from crowd_platform.ingestion.cell_review import review_reason
 from crowd_platform.ingestion.volume import PROFILE_ENGINE, VolumeVerdict, check_volume, record_profile
 from crowd_platform.ingestion.rules import RuleContext, RuleResult, compile_rules, run_duckdb_rules, run_gx_rules
 from crowd_platform.common.settings import Settings
@@ -103,6 +104,9 @@ def ingest_drop(
     volume = _check_volume(drop)
     if isinstance(volume, DropOutcome):
         return volume
+    held = _review_cell_list(drop, results, staged.rows)
+    if held is not None:
+        return held
     return _verdict(drop, results, staged.rows, volume)
 
 
@@ -258,6 +262,18 @@ def _check_volume(drop: _ReceivedDrop) -> VolumeVerdict | DropOutcome | None:
         log.warning("volume check failed to run for drop %s: %s", drop.drop_id, type(error).__name__)
         return _quarantine(drop, f"volume check could not run ({type(error).__name__})", "validate",
                            [{"rule": "volume", "engine": PROFILE_ENGINE, "details": one_line(str(error).splitlines()[0], 160)}])
+
+
+def _review_cell_list(drop: _ReceivedDrop, results: list[RuleResult], rows: int) -> DropOutcome | None:
+    """A cell list that passed its rules but would retire too many current cells waits in quarantine."""
+    if drop.manifest.feed != "cells" or _failed_rules(results, drop.contract):
+        return None
+    reason = review_reason(drop.connection, drop.contract, drop.manifest.operator, drop.staging_target, drop.drop_id)
+    if reason is None:
+        return None
+    _write_results(drop.connection, drop.drop_id, results, drop.run_id)
+    return _quarantine(drop, reason, "review", [{"rule": "max_retired_share", "engine": "duckdb", "passed": False,
+                                                 "details": reason}], rows)
 
 
 def _verdict(drop: _ReceivedDrop, results: list[RuleResult], rows: int, volume: VolumeVerdict | None = None) -> DropOutcome:
