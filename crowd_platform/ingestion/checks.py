@@ -1,8 +1,9 @@
-"""Asset checks guarding the publish of operator drops (write-audit-publish).
+"""Asset checks of operator drops: guarding their publish (write-audit-publish), and freshness.
 
-The checks are evaluated inside ``operator_drops`` (declared as its check_specs) because they
-need the window range of the run; ``staged_events`` runs only when the blocking ones pass.
-Metadata holds drop ids, rule names and counts only.
+The publish checks are evaluated inside ``operator_drops`` (declared as its check_specs) because
+they need the window range of the run; ``staged_events`` runs only when the blocking ones pass.
+``drops_fresh`` is an asset check of its own (registered in ``defs.py``, non-blocking): it looks
+at every operator, not at the run's range. Metadata holds drop ids, rule names and counts only.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from pathlib import Path
 import dagster as dg
 
 from crowd_platform.common.contracts import operator_contracts
+from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.ingestion.drops import file_sha256, staging_file
+from crowd_platform.ingestion.freshness import FreshnessReport, format_lag, freshness_as_of_newest_drop
 from crowd_platform.ingestion.layout import sql_literal
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX
 from crowd_platform.common.partitions import window_key, windows_between
 from crowd_platform.common.settings import Settings
-from crowd_platform.common.warehouse import fetch_dicts, read_sql
+from crowd_platform.common.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sql
 
 ASSET_KEY = dg.AssetKey("operator_drops")
 # docs/design.md section 4.1; the contracts' own forbiddenPattern is used when one is declared.
@@ -56,7 +59,7 @@ def contract_rules_check(settings: Settings, con, start: datetime, end: datetime
         if drop["validated_at"] is None:
             problems.append(f"{drop['drop_id']}: received but not validated")
             continue
-        verdict = con.execute("SELECT count(*), count(*) FILTER (WHERE NOT passed) FROM check_results WHERE drop_id = ? AND engine <> 'manifest'",
+        verdict = con.execute("SELECT count(*), count(*) FILTER (WHERE NOT passed) FROM check_results WHERE drop_id = ? AND engine NOT IN ('manifest', 'profile')",
                               [drop["drop_id"]]).fetchone()
         if verdict[0] == 0 or verdict[1]:
             problems.append(f"{drop['drop_id']}: no passing validation record")
@@ -158,3 +161,42 @@ def evaluate_checks(settings: Settings, con, start: datetime, end: datetime) -> 
         manifest_matches_check(settings, con, start, end),
         window_coverage_check(settings, con, start, end),
     ]
+
+
+def drops_fresh_result(report: FreshnessReport | None) -> dg.AssetCheckResult:
+    """Fails when an operator with an active events contract went silent: a window after its last
+    delivered drop is past its contract's latency (WARN; ERROR beyond a few windows)."""
+    if report is None:
+        return dg.AssetCheckResult(check_name="drops_fresh", passed=True, metadata={"operators": 0, "note": "no events drop delivered yet"})
+    rows = [(operator.operator, operator.last_window_start.strftime("%Y-%m-%d %H:%M") if operator.last_window_start else "-",
+             format_lag(operator.lag), operator.overdue_windows, len(operator.missing_today), operator.quarantined_today,
+             operator.state) for operator in report.operators]
+    metadata: dict = {
+        "as_of_newest_window_end": report.as_of.isoformat(),
+        "operators": len(report.operators),
+        "late_operators": dg.MetadataValue.json(report.late_operators),
+        "freshness": dg.MetadataValue.md(_markdown(rows, ("operator", "last window (UTC)", "lag", "overdue windows",
+                                                          "missing today", "quarantined today", "state"))),
+    }
+    metadata.update({f"lag_minutes_{operator.operator}": operator.lag.total_seconds() / 60
+                     for operator in report.operators if operator.lag is not None})
+    if not report.late_operators:
+        return dg.AssetCheckResult(check_name="drops_fresh", passed=True, metadata=metadata)
+    severe = any(operator.severe for operator in report.operators)
+    return dg.AssetCheckResult(check_name="drops_fresh", passed=False, metadata=metadata,
+                               severity=dg.AssetCheckSeverity.ERROR if severe else dg.AssetCheckSeverity.WARN)
+
+
+@dg.asset_check(asset=ASSET_KEY, name="drops_fresh", pool=WAREHOUSE_POOL, blocking=False,
+                description="Every operator with an active events contract delivered its windows within the contract's "
+                            "latency, judged as of the newest window any operator delivered (WARN when a window is "
+                            "overdue, ERROR when more than a few are). Metadata: each operator's lag.")
+def drops_fresh(crowd: CrowdPlatform) -> dg.AssetCheckResult:
+    settings = crowd.settings
+    if not settings.warehouse_path.exists():
+        return drops_fresh_result(None)
+    with crowd.warehouse(read_only=True) as con:
+        return drops_fresh_result(freshness_as_of_newest_drop(con, settings))
+
+
+INGESTION_CHECKS = [drops_fresh]
