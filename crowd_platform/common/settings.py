@@ -121,6 +121,8 @@ class GeographySection(_Section):
     area_buffer_m: float = Field(1000.0, ge=0)     # cells this close to a district still count as inside
     move_threshold_m: float = Field(50.0, ge=0)    # a cell moved further than this is a new version
     site_decimals: int = Field(4, ge=0, le=7)      # co-located cells: same rounded lon/lat -> one site
+    # co-located sites of all operators within this distance are one physical place (site alerts)
+    colocation_radius_m: float = Field(100.0, ge=0)
 
 
 class DensitySection(_Section):

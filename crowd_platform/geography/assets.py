@@ -95,7 +95,9 @@ def districts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.Mat
     deps=["districts", "staged_events"],
     description="Versioned cell registry (valid_from/valid_to) from every accepted cell-list drop "
                 "(full snapshots per operator). Moves > geography.move_threshold_m open a new version; "
-                "co-located cells of an operator share a site. Rejected rows go to bts_registry_rejects.",
+                "co-located cells of an operator share a site; co-located sites of all operators "
+                "(geography.colocation_radius_m) form one physical place (site_places). Rejected rows go to "
+                "bts_registry_rejects.",
 )
 def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
@@ -115,11 +117,14 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
             "cell_id": rejects["cell_id"], "operator": rejects["operator"], "reason": rejects["reason"],
             "source_drop_id": rejects["drop_id"], "recorded_at": recorded_at,
         })
+        sites = registry.groupby("site_id", as_index=False)[["lon", "lat"]].mean()
+        places = cell_registry.physical_places(sites, config.colocation_radius_m, config.area_crs)
         with transaction(con):
             _replace(con, "bts_registry", registry, ["cell_id", "operator", "site_id", "lon", "lat", "radio",
                                                      "valid_from", "valid_to", "source_drop_id"])
             _replace(con, "bts_registry_rejects", reject_rows, ["cell_id", "operator", "reason", "source_drop_id",
                                                                 "recorded_at"])
+            _replace(con, "site_places", places, ["site_id", "place_id", "lon", "lat"])
             reasons = {str(k): int(v) for k, v in rejects["reason"].value_counts().items()}
             audit.append(con, "bts_registry.rebuilt", purpose=settings.purpose, object_kind="table",
                          object_id="bts_registry", run_id=context.run_id,
@@ -131,6 +136,8 @@ def bts_registry(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
         "versions": len(registry),
         "current_cells": len(current),
         "current_sites": int(current["site_id"].nunique()),
+        "physical_places": int(places["place_id"].nunique()),
+        "places_with_several_sites": int((places.groupby("place_id").size() > 1).sum()),
         "retired_versions": int(registry["valid_to"].notna().sum()),
         "rejected_rows": len(rejects),
         "rejects_by_reason": dg.MetadataValue.json(reasons),

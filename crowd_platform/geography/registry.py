@@ -146,3 +146,31 @@ def screen_cell_drops(con: duckdb.DuckDBPyConnection, settings: Settings, distri
                                 finest, config.area_crs, config.area_buffer_m)
     screened.loc[screened.index[candidates][outside], "reason"] = "outside_area"
     return drops, screened
+
+
+def physical_places(sites: pd.DataFrame, radius_m: float, area_crs: str) -> pd.DataFrame:
+    """site_id -> place_id for co-located sites of any operator: sites whose centres are within
+    ``radius_m`` of each other, transitively (single linkage), form one place, named by its
+    smallest site_id so that the id is stable while the place's sites do not change."""
+    columns = ["site_id", "place_id", "lon", "lat"]
+    if sites.empty:
+        return pd.DataFrame(columns=columns)
+    sites = sites.sort_values("site_id").reset_index(drop=True)
+    points = gpd.GeoSeries(gpd.points_from_xy(sites["lon"], sites["lat"]), crs=WGS84).to_crs(area_crs)
+    left, right = shapely.STRtree(points.values).query(points.values, predicate="dwithin", distance=radius_m)
+    parent = np.arange(len(sites))
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    for a, b in zip(left, right):
+        first, second = root(a), root(b)
+        if first != second:
+            parent[max(first, second)] = min(first, second)  # the smaller index (site_id) names the place
+    roots = np.array([root(index) for index in range(len(sites))])
+    places = sites.assign(place_id=sites["site_id"].to_numpy()[roots])
+    centres = places.groupby("place_id")[["lon", "lat"]].mean()
+    return places[["site_id", "place_id"]].join(centres, on="place_id")[columns]

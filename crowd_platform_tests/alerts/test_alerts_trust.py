@@ -142,3 +142,28 @@ def test_alert_that_no_longer_holds_is_retracted_and_cancelled_per_operator(tmp_
     body = json.loads(crowd.settings.resolve(cancellations[0][2]).read_text(encoding="utf-8"))
     assert body["transition"] == "retracted" and body["crowd_estimate"]["value"] is None
     assert "abaikan" in body["message"]["id"] and "disregard" in body["message"]["en"]
+
+
+def test_one_crowd_at_a_place_served_by_two_operators_is_one_alert_to_both(tmp_path):
+    """Telkomsel's s1 and XL's s2 stand at one physical place (site_places): their subscribers
+    are added up against the place's baseline, one alert opens, and both operators get it."""
+    crowd = CrowdPlatform(home=str(tmp_path / "home"))
+    with crowd.warehouse() as con:
+        seed_reference(con)
+        con.execute("DELETE FROM density_baseline WHERE level = 'site' AND place_id IN ('telkomsel:s1', 'xl:s2')")
+        con.execute("INSERT INTO density_baseline (day, level, place_id, time_of_day, median, mad, n_obs, kind, run_id) "
+                    "SELECT day, 'site', 'telkomsel:s1', time_of_day, 200.0, 10.0, 4, 'weekly', 'seed' "
+                    "FROM (SELECT DISTINCT day, time_of_day FROM density_baseline)")
+        con.execute("INSERT INTO site_places VALUES ('telkomsel:s1', 'telkomsel:s1', 106.828, -6.1757), "
+                    "('xl:s2', 'telkomsel:s1', 106.828, -6.1757)")
+        seed_windows(con, WINDOWS, site_s1={6: 400.0, 7: 400.0, 8: 400.0})
+        con.execute("UPDATE bts_presence SET subscribers = 400 WHERE place_id = 'xl:s2' "
+                    "AND window_start IN (?, ?, ?)", [window(6), window(7), window(8)])
+    with dg.instance_for_test() as instance:
+        assert _run(crowd, instance, [crowd_alerts, broadcast_requests], 0, WINDOWS - 1).success
+    with crowd.warehouse(read_only=True) as con:
+        alerts = con.execute("SELECT place_id, observed FROM crowd_alerts WHERE level = 'site'").fetchall()
+        operators = con.execute("SELECT DISTINCT r.operator FROM broadcast_requests r JOIN crowd_alerts a USING (alert_id) "
+                                "WHERE a.level = 'site' ORDER BY 1").fetchall()
+    assert alerts == [("telkomsel:s1", 800.0)]
+    assert operators == [("telkomsel",), ("xl",)]

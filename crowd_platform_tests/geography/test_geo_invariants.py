@@ -155,3 +155,17 @@ def test_hierarchy_follows_parent_codes():
         ("k1", "kel", "k1"), ("k1", "kec", "c1"), ("k1", "prov", "p1"),
         ("k2", "kel", "k2"), ("k2", "kec", "c1"), ("k2", "prov", "p1"),
     }
+
+
+def test_co_located_sites_of_all_operators_form_one_physical_place():
+    from crowd_platform.geography.registry import physical_places
+
+    sites = pd.DataFrame({"site_id": ["xl:b", "telkomsel:a", "tri:c", "isat:far"],
+                          "lon": [106.8290, 106.8270, 106.8300, 106.9000],
+                          "lat": [-6.1760, -6.1754, -6.1762, -6.2000]})
+    places = physical_places(sites, 300.0, AREA_CRS).set_index("site_id")["place_id"].to_dict()
+    # a-b 230 m, b-c 120 m: one place by single linkage, named by its smallest site id.
+    assert places == {"isat:far": "isat:far", "telkomsel:a": "telkomsel:a",
+                      "tri:c": "telkomsel:a", "xl:b": "telkomsel:a"}
+    assert set(physical_places(sites, 0.0, AREA_CRS)["place_id"]) == set(sites["site_id"])
+    assert physical_places(sites.head(0), 100.0, AREA_CRS).empty

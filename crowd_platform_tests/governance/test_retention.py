@@ -55,6 +55,7 @@ NO_RETENTION = {
     "district_hierarchy": "boundaries: public reference data",
     "bts_coverage": "coverage polygons of sites: network reference data",
     "bts_district_weights": "apportionment weights: network reference data",
+    "site_places": "co-located sites as physical places: network reference data",
 }
 
 

@@ -1,19 +1,23 @@
--- Cells per operator covering a site alert: the site's own cells and those of every site
--- (any operator) whose centre is within $radius_m of it, valid at $at. Equirectangular
--- distance: exact enough at a few hundred metres.
+-- Cells per operator covering a site alert's physical place ($site_id is its place_id): the cells
+-- of every site of the place (all operators, site_places) and of every site whose centre is within
+-- $radius_m of the place's centre, valid at $at. Equirectangular distance: exact enough at a few
+-- hundred metres.
 WITH valid AS (
-    SELECT * FROM bts_registry WHERE valid_from <= $at AND (valid_to IS NULL OR valid_to > $at)
+    SELECT r.*, coalesce(sp.place_id, r.site_id) AS place_id
+    FROM bts_registry r
+    LEFT JOIN site_places sp USING (site_id)
+    WHERE r.valid_from <= $at AND (r.valid_to IS NULL OR r.valid_to > $at)
 ),
 sites AS (
-    SELECT site_id, avg(lon) AS lon, avg(lat) AS lat FROM valid GROUP BY site_id
+    SELECT site_id, any_value(place_id) AS place_id, avg(lon) AS lon, avg(lat) AS lat FROM valid GROUP BY site_id
 ),
 centre AS (
-    SELECT lon, lat FROM sites WHERE site_id = $site_id
+    SELECT avg(lon) AS lon, avg(lat) AS lat FROM sites WHERE place_id = $site_id
 ),
 near_sites AS (
     SELECT s.site_id
     FROM sites s, centre c
-    WHERE s.site_id = $site_id
+    WHERE s.place_id = $site_id
        OR 111320.0 * sqrt(power((s.lon - c.lon) * cos(radians(c.lat)), 2) + power(s.lat - c.lat, 2)) <= $radius_m
 )
 SELECT operator, list_sort(list_distinct(list(cell_id))) AS cell_ids

@@ -1,6 +1,6 @@
 -- crowd_alerts input: per window [$start, $end) and place, the observed value and its baseline
 -- for the same day and local (WIB, UTC+7) time of day. Districts: people_estimate at the
--- configured levels; sites: subscribers summed over operators (site ids are per operator).
+-- configured levels; sites: subscribers of every operator at the physical place.
 -- Baseline day = UTC date of the window, as density_baseline's daily partitions are UTC days.
 WITH window_drops AS (
     SELECT window_start, list_sort(list_distinct(flatten(list(coalesce(drop_ids, []))))) AS drop_ids
@@ -14,12 +14,14 @@ district_observed AS (
     WHERE window_start >= $start AND window_start < $end AND list_contains($levels, level)
 ),
 site_observed AS (
-    SELECT p.window_start, 'site' AS level, p.place_id, sum(p.subscribers)::DOUBLE AS observed,
-           any_value(w.drop_ids) AS drop_ids
+    -- A site alert is about a physical place: co-located sites of all operators (site_places).
+    SELECT p.window_start, 'site' AS level, coalesce(sp.place_id, p.place_id) AS place_id,
+           sum(p.subscribers)::DOUBLE AS observed, any_value(w.drop_ids) AS drop_ids
     FROM bts_presence p
+    LEFT JOIN site_places sp ON sp.site_id = p.place_id
     LEFT JOIN window_drops w USING (window_start)
     WHERE $include_sites AND p.place_level = 'site' AND p.window_start >= $start AND p.window_start < $end
-    GROUP BY p.window_start, p.place_id
+    GROUP BY p.window_start, coalesce(sp.place_id, p.place_id)
 ),
 observed AS (
     SELECT * FROM district_observed

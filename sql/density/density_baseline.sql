@@ -41,10 +41,12 @@ observations AS (
     FROM district_density
     WHERE window_start >= $lookback_start AND window_start < $day_start
     UNION ALL
-    SELECT window_start, 'site', place_id, CAST(sum(subscribers) AS DOUBLE)
-    FROM bts_presence
-    WHERE place_level = 'site' AND window_start >= $lookback_start AND window_start < $day_start
-    GROUP BY window_start, place_id
+    -- Sites: the physical place (co-located sites of all operators, site_places), all operators' subscribers.
+    SELECT b.window_start, 'site', coalesce(sp.place_id, b.place_id), CAST(sum(b.subscribers) AS DOUBLE)
+    FROM bts_presence AS b
+    LEFT JOIN site_places AS sp ON sp.site_id = b.place_id
+    WHERE b.place_level = 'site' AND b.window_start >= $lookback_start AND b.window_start < $day_start
+    GROUP BY b.window_start, coalesce(sp.place_id, b.place_id)
 ),
 dated AS (
     SELECT
