@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from crowd_platform.common import audit
 from crowd_platform.common.crashpoints import crash_point
 from crowd_platform.common.warehouse import fetch_dicts, insert_rows, read_sql, transaction
+from crowd_platform.density.completeness import SHARE_EPSILON
 from crowd_platform.alerts.rules import SITE_LEVEL, AlertRules, Observation, Score, score
 from crowd_platform.alerts.state_machine import PlaceState, WindowInput, run_windows
 
@@ -66,7 +67,7 @@ def window_readiness(con: Any, start: datetime, end: datetime, min_share: float,
             reason = None
         elif deadline is not None and now < deadline:
             reason = f"waiting: {share}; due by {deadline.astimezone(timezone.utc):%Y-%m-%dT%H:%MZ}"
-        elif completeness + 1e-9 >= min_share:
+        elif completeness + SHARE_EPSILON >= min_share:
             reason = None
         else:
             reason = f"incomplete: {share}, below {min_share:.0%}"

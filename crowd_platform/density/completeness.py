@@ -18,7 +18,7 @@ from crowd_platform.common.contracts import operator_contracts
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import insert_rows
 
-# Shares are floats from YAML: "every expected operator arrived" must not fail on rounding.
+# Shares are floats from YAML summed in any order: a share at the threshold must not miss it on rounding.
 SHARE_EPSILON = 1e-9
 
 

@@ -104,9 +104,6 @@ def ingest_drop(
     volume = _check_volume(drop)
     if isinstance(volume, DropOutcome):
         return volume
-    held = _review_cell_list(drop, results, staged.rows)
-    if held is not None:
-        return held
     return _verdict(drop, results, staged.rows, volume)
 
 
@@ -264,29 +261,31 @@ def _check_volume(drop: _ReceivedDrop) -> VolumeVerdict | DropOutcome | None:
                            [{"rule": "volume", "engine": PROFILE_ENGINE, "details": one_line(str(error).splitlines()[0], 160)}])
 
 
-def _review_cell_list(drop: _ReceivedDrop, results: list[RuleResult], rows: int) -> DropOutcome | None:
-    """A cell list that passed its rules but would retire too many current cells waits in quarantine."""
-    if drop.manifest.feed != "cells" or _failed_rules(results, drop.contract):
-        return None
-    reason = review_reason(drop.connection, drop.contract, drop.manifest.operator, drop.staging_target, drop.drop_id)
-    if reason is None:
-        return None
-    _write_results(drop.connection, drop.drop_id, results, drop.run_id)
-    return _quarantine(drop, reason, "review", [{"rule": "max_retired_share", "engine": "duckdb", "passed": False,
-                                                 "details": reason}], rows)
+def _hold(drop: _ReceivedDrop, volume: VolumeVerdict | None) -> tuple[str, str, list[dict[str, Any]]] | None:
+    """Valid by the contract's rules, yet not to be applied unseen: a blocking volume flag, or a
+    cell list that would retire too many of the operator's current cells. (reason, stage, rules)"""
+    if volume and volume.blocking:
+        return volume.flag, "validate", [
+            {"rule": result.rule, "engine": PROFILE_ENGINE, "passed": False, "element_count": result.element_count,
+             "details": result.details} for result in volume.results if not result.passed]
+    if drop.manifest.feed == "cells":
+        reason = review_reason(drop.connection, drop.contract, drop.manifest.operator, drop.staging_target, drop.drop_id)
+        if reason is not None:
+            return reason, "review", [{"rule": "max_retired_share", "engine": "duckdb", "passed": False, "details": reason}]
+    return None
 
 
 def _verdict(drop: _ReceivedDrop, results: list[RuleResult], rows: int, volume: VolumeVerdict | None = None) -> DropOutcome:
-    """Record the rule results, then quarantine on any failed rule (or a blocking volume flag)
-    or mark the drop validated, with its volume profile and flag."""
+    """Record the rule results, then quarantine on any failed rule or hold (see _hold), or mark
+    the drop validated, with its volume profile and flag."""
     _write_results(drop.connection, drop.drop_id, results + (volume.results if volume else []), drop.run_id)
     failed = _failed_rules(results, drop.contract)
     if failed:
         return _quarantine(drop, f"contract rules failed: {_failure_summary(failed)}", "validate", failed, rows)
-    if volume and volume.blocking:
-        flagged = [{"rule": result.rule, "engine": PROFILE_ENGINE, "passed": False, "element_count": result.element_count,
-                    "details": result.details} for result in volume.results if not result.passed]
-        return _quarantine(drop, volume.flag, "validate", flagged, rows)
+    held = _hold(drop, volume)
+    if held is not None:
+        reason, stage, held_rules = held
+        return _quarantine(drop, reason, stage, held_rules, rows)
     flag = volume.flag if volume else None
     with transaction(drop.connection):
         drop.connection.execute("UPDATE drops SET validated_at = ?, rows_loaded = ?, volume_flag = ? WHERE drop_id = ?",

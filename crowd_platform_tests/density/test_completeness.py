@@ -5,6 +5,7 @@ smartfren 0.05); latency 30 minutes."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from datetime import datetime, timedelta, timezone
 
@@ -56,8 +57,7 @@ def test_contract_active_period_decides_what_is_expected(settings, tmp_path):
     document = yaml.safe_load(path.read_text())
     document["customProperties"].append({"property": "active_from", "value": "2020-04-06T03:15:00Z"})
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    onboarding = settings.__class__(settings.home, settings.config, settings.config_path, contracts,
-                                    settings.storage_url, settings.alert_rules_override)
+    onboarding = dataclasses.replace(settings, contracts_dir=contracts)
     assert not operator_contracts(contracts)["tri"].active_at(WINDOW)
     with connect(settings.warehouse_path) as con:
         for operator in ("telkomsel", "indosat", "xl", "smartfren"):

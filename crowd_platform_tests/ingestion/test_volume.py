@@ -51,9 +51,8 @@ def _home(tmp_path, severity: str | None = None):
             if item["property"] == "volume_check":
                 item["value"]["severity"] = severity
         path.write_text(yaml.safe_dump(document, sort_keys=False))
-    settings = get_settings(tmp_path / "home")
-    settings = settings.__class__(settings.home, settings.config, settings.config_path, contracts,
-                                  settings.storage_url, settings.alert_rules_override)
+    settings = get_settings(tmp_path / "home")  # CROWD_CONTRACTS (contracts_env): the copied contracts
+    assert settings.contracts_dir == contracts.resolve()
     settings.ensure_dirs()
     return settings
 
