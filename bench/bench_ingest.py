@@ -58,7 +58,7 @@ def build_drop(home: Path, rows: int) -> tuple[Path, Path]:
     payload_sha = __import__("hashlib").sha256(data.read_bytes()).hexdigest()
     manifest = build_manifest(contract=contract, operator="telkomsel", feed="events", file_name=name, payload=b"",
                               row_count=rows, window_start=WINDOW, window_end=WINDOW + timedelta(minutes=15),
-                              delivery=1, key_id="bench", created_at=WINDOW + timedelta(minutes=16))
+                              delivery=1, key_id=f"bench-{WINDOW:%Y%m%d}", created_at=WINDOW + timedelta(minutes=16))
     manifest.update(sha256=payload_sha, bytes=data.stat().st_size)
     manifest_path = folder / (name + ".manifest.json")
     manifest_path.write_text(json.dumps(manifest))

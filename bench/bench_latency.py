@@ -239,7 +239,7 @@ def sensor_tick_bench(workdir: Path, drops: int = 5000) -> dict:
         manifest = build_manifest(contract=contract_for(settings.contracts_dir, operator, "events"), operator=operator,
                                   feed="events", file_name=name, payload=payload, row_count=1,
                                   window_start=window_start, window_end=window_start + WINDOW, delivery=1,
-                                  key_id="bench", created_at=window_start + WINDOW)
+                                  key_id=f"bench-{window_start:%Y%m%d}", created_at=window_start + WINDOW)
         assert manifest["sha256"] == hashlib.sha256(payload).hexdigest()
         (folder / (name + MANIFEST_SUFFIX)).write_text(json.dumps(manifest))
     cursor, ticks, times, requested = None, 0, [], 0

@@ -105,7 +105,7 @@ def peak_rss_mb() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global AREA, HOURS_UTC
+    global AREA, HOURS_UTC, FIRST_DAY, QUIET_DAY, GATHERING_DAY, EXTRA_QUIET_DAY, EXTENSION_FIRST_DAY
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, help="default /tmp/crowd_eval_seed<SEED>")
@@ -129,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
                              "simulate, process), then evaluate false alerts over every quiet day")
     parser.add_argument("--area", default=",".join(AREA), help="kecamatan (smoke runs: a small one)")
     parser.add_argument("--hours", default=f"{HOURS_UTC[0]}-{HOURS_UTC[1]}", help="UTC hours FROM-TO")
+    parser.add_argument("--saturday", action="store_true",
+                        help="the same weeks one day later: Saturdays 22 Feb - 28 Mar 2020 (a weekend day judged "
+                             "against the Saturdays before it; no holiday among them)")
     args = parser.parse_args(argv)
+    if args.saturday:
+        FIRST_DAY, QUIET_DAY, GATHERING_DAY, EXTRA_QUIET_DAY, EXTENSION_FIRST_DAY = (
+            day + timedelta(days=1) for day in (FIRST_DAY, QUIET_DAY, GATHERING_DAY, EXTRA_QUIET_DAY, EXTENSION_FIRST_DAY))
     AREA = tuple(name.strip() for name in args.area.split(","))
     HOURS_UTC = tuple(int(part) for part in args.hours.split("-"))
     workdir = (args.workdir or Path(f"/tmp/crowd_eval_seed{args.seed}")).resolve()
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
         settings.ensure_dirs()
         began = time.monotonic()
-        print(f"simulating {WEEKS} Fridays from {FIRST_DAY}, UTC hours {HOURS_UTC}, area {', '.join(AREA)}", flush=True)
+        print(f"simulating {WEEKS} {FIRST_DAY:%A}s from {FIRST_DAY}, UTC hours {HOURS_UTC}, area {', '.join(AREA)}", flush=True)
         simulated = simulate(home, start=FIRST_DAY, days=WEEKS, subscribers=1, seed=args.seed, hours=HOURS_UTC,
                              gatherings=gatherings_for(args.seed), area=list(AREA), sims_per_person=SIMS_PER_PERSON,
                              day_step=7, progress=True)
@@ -199,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                    "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **info})
     results = json.loads(args.output.read_text()) if args.output.exists() else {"runs": {}}
     key = f"seed{args.seed}:{Path(rules_file).name}:multi_sim_factor={args.multi_sim_factor:g}"
+    if args.saturday:
+        key += ":saturdays"
     report["multi_sim_factor"] = args.multi_sim_factor
     previous = results["runs"].get(key, {})
     for kept in ("timings", "events", "windows", "dagster_runs"):  # an evaluate-only pass keeps the run's figures

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from crowd_platform_tests.support.pipeline import (  # noqa: F401 (re-exported for fixtures below)
-    E2E_DAYS, E2E_FAULTS, E2E_GATHERING, E2E_HOURS, E2E_START, E2E_SUBSCRIBERS, SAMPLED_RULES, utc, window_range,
+    E2E_DAYS, E2E_FAULTS, E2E_GATHERING, E2E_HOURS, E2E_START, E2E_SUBSCRIBERS, SAMPLED_RULES, sample_raw_msisdns, utc,
+    window_range,
 )
 
 
@@ -25,6 +26,7 @@ class PipelineRun:
     simulated: dict
     quarantined_drop: str | None
     quarantined_window: str | None  # its partition key
+    raw_msisdns: tuple[str, ...] = ()  # read from landing before processing: the platform deletes them at once
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +56,7 @@ def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
         # Operators' real faults, mixed into the normal week: the platform must take them in stride.
         faults=frozenset(E2E_FAULTS),
     )
+    raw_msisdns = sample_raw_msisdns(settings.landing)
     instance = get_instance(settings)
     summary = process_pending(settings, instance, purpose="test-e2e", actor="pytest", progress=lambda _: None)
     import duckdb
@@ -67,7 +70,7 @@ def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     finally:
         connection.close()
     yield PipelineRun(home=home, dagster_home=dagster_home, summary=summary, simulated=simulated,
-                      quarantined_drop=row[0], quarantined_window=row[1])
+                      quarantined_drop=row[0], quarantined_window=row[1], raw_msisdns=raw_msisdns)
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)

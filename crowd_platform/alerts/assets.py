@@ -13,6 +13,7 @@ from crowd_platform.common.partitions import window_asset, window_bounds
 from crowd_platform.common.provenance import code_version
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.asset_metadata import table_metadata
+from crowd_platform.publication.alerts import publish_alerts
 
 
 
@@ -34,6 +35,7 @@ def crowd_alerts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     start, end = window_bounds(context)
     with crowd.warehouse() as con:
         summary = evaluate_range(con, settings, rules, start, end, run_id=context.run_id, code_version=code_version())
+        summary.update(publish_alerts(con))
         open_alerts = con.execute("SELECT count(*) FROM crowd_alerts WHERE state IN ('open', 'escalated')").fetchone()[0]
         table = table_metadata(con, "crowd_alerts", window=(start, end), time_column="last_window", lineage={
             "observed": [("district_density", "people_estimate"), ("bts_presence", "subscribers")],

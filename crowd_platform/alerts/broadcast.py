@@ -54,24 +54,44 @@ def _request(row: dict[str, Any], transition: str, window_start: datetime, opera
         "place_name": row["place_name"],
         "severity": int(row["severity"]),
         "cell_ids": cell_ids,
-        "crowd_estimate": {"value": shown, "unit": "subscribers" if row["level"] == SITE_LEVEL else "people",
-                           "suppressed_at_or_below_k": shown is None},
+        "crowd_estimate": {"value": shown, "unit": "people",
+                           "suppressed": shown is None},
         "message": {"id": messages["id"], "en": messages["en"]},
         "purpose": settings.purpose,
     }
 
 
+def _covered_cells(con, alert_id: str, at: datetime, radius_m: float, *, opened_window: datetime | None = None
+                   ) -> dict[str, set[str]]:
+    """Per operator, the cells of other alerts live at ``at`` (with ``opened_window``: only those
+    opened before this alert, ties by id, so two alerts of one window never drop each other's cells)."""
+    live = fetch_dicts(con, read_sql("alerts/broadcast_requests_live_alerts"), {
+        "alert_id": alert_id, "at": at, "earlier_only": opened_window is not None,
+        "opened_window": opened_window or at})
+    covered: dict[str, set[str]] = {}
+    for other in live:
+        for operator, cell_ids in _cells_for(con, other["level"], other["place_id"],
+                                             other["opened_window"].astimezone(timezone.utc), radius_m):
+            covered.setdefault(operator, set()).update(cell_ids)
+    return covered
+
+
 def build_cancellations(con, settings) -> list[dict[str, Any]]:
-    """A cancellation per (retracted alert, operator that was sent its request), to the same cells,
-    with no crowd count: the earlier warning no longer holds."""
+    """A cancellation per (retracted alert, operator that was sent its request), with no crowd
+    count: the earlier warning no longer holds. Cells another live alert stands behind are left
+    out (those people are still near a crowd); if none is left the cancellation still goes, with
+    no cells, so the operator's record of the alert is closed."""
     templates = load_templates(settings)
+    radius_m = float(templates.get("site_neighbour_radius_m", 500))
+    now = datetime.now(timezone.utc)
     cancellations = []
     for row in fetch_dicts(con, read_sql("alerts/broadcast_requests_cancellations")):
         opened = row["opened_window"].astimezone(timezone.utc)
         messages = render_messages(templates, RETRACTED, row["level"], row["place_name"] or row["place_id"],
                                    row["place_id"], int(row["severity"]))
-        cancellations.append(_request(row, RETRACTED, opened, row["operator"], list(row["cell_ids"]), messages, None,
-                                      settings))
+        still_warned = _covered_cells(con, row["alert_id"], now, radius_m).get(row["operator"], set())
+        cells = [cell for cell in row["cell_ids"] if cell not in still_warned]
+        cancellations.append(_request(row, RETRACTED, opened, row["operator"], cells, messages, None, settings))
     return cancellations
 
 
@@ -90,9 +110,16 @@ def build_requests(con, settings, start: datetime, end: datetime, run_id: str | 
         observed = row["observed"]
         # Only a k-anonymous count leaves the platform; otherwise null.
         shown = int(round(observed)) if publishable(observed, k) else None
+        # One crowd often lights up several neighbouring places: a new alert does not warn cells an
+        # earlier live alert already warned (the same people would get a second SMS for one crowd).
+        covered = (_covered_cells(con, row["alert_id"], window_start, radius_m,
+                                  opened_window=row["opened_window"].astimezone(timezone.utc))
+                   if row["transition"] == "opened" else {})
         for operator, cell_ids in _cells_for(con, row["level"], row["place_id"], window_start, radius_m):
-            requests_out.append(_request(row, row["transition"], window_start, operator, cell_ids, messages, shown,
-                                         settings))
+            fresh = [cell for cell in cell_ids if cell not in covered.get(operator, set())]
+            if fresh:
+                requests_out.append(_request(row, row["transition"], window_start, operator, fresh, messages, shown,
+                                             settings))
     return requests_out
 
 

@@ -37,6 +37,18 @@ def crowd_alerts_consistent(crowd: CrowdPlatform) -> dg.AssetCheckResult:
     )
 
 
+@dg.asset_check(asset=crowd_alerts, blocking=True, description="The alert publication (crowd_alerts_published, "
+                "alert_transitions_published) shows no count at or below k, no site count, and for every place and "
+                "window exactly what district_density_published shows (a value hidden there is hidden here).")
+def alerts_published_k_anonymous(crowd: CrowdPlatform) -> dg.AssetCheckResult:
+    from crowd_platform.publication.alerts import check_alert_publication
+
+    with crowd.warehouse(read_only=True) as con:
+        found = check_alert_publication(con, crowd.settings.k_anonymity)
+    violations = found["at_or_below_k"] + found["differs_from_density"] + found["site_counts"]
+    return dg.AssetCheckResult(passed=violations == 0, severity=dg.AssetCheckSeverity.ERROR, metadata=found)
+
+
 @dg.asset_check(asset=broadcast_requests, blocking=True, description="Outbox files hold no subscriber-like value "
                 "and no count at or below k; every recorded request has its file.")
 def broadcast_outbox_private(crowd: CrowdPlatform) -> dg.AssetCheckResult:

@@ -3,9 +3,11 @@
 import dagster as dg
 
 from crowd_platform.alerts.assets import broadcast_requests, crowd_alerts
-from crowd_platform.alerts.checks import broadcast_outbox_private, crowd_alerts_consistent, retractions_cancelled
+from crowd_platform.alerts.checks import (
+    alerts_published_k_anonymous, broadcast_outbox_private, crowd_alerts_consistent, retractions_cancelled,
+)
 
 defs = dg.Definitions(
     assets=[crowd_alerts, broadcast_requests],
-    asset_checks=[crowd_alerts_consistent, broadcast_outbox_private, retractions_cancelled],
+    asset_checks=[crowd_alerts_consistent, alerts_published_k_anonymous, broadcast_outbox_private, retractions_cancelled],
 )

@@ -4,10 +4,16 @@ Both are idempotent on the request id: the outbox file is created only if absent
 a temporary name, then hard-linked into place, which fails if the name exists), and the HTTP
 request carries ``Idempotency-Key: <request_id>`` so an operator endpoint that already
 accepted it can answer 2xx/409 without sending a second SMS blast.
+
+The endpoint is trusted only as configured: https is required (plain http only to a loopback
+host: 127.0.0.0/8, ::1, localhost, for local tests and a sidecar), and redirects are never
+followed. A 3xx is a failed delivery recorded with its status: following it would post the
+request to a host nobody configured (and to http, an alert body in clear text).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import requests
 
@@ -37,9 +44,10 @@ class HttpTarget:
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    http_status: str          # e.g. "202", "409", "503", "error:ConnectionError"
+    http_status: str          # e.g. "202", "409", "503", "307", "error:ConnectionError", "refused:plain-http"
     attempts: int
     delivered_at: datetime | None
+    reason: str | None = None  # one line, when not delivered for a reason the status alone does not say
 
     @property
     def delivered(self) -> bool:
@@ -71,6 +79,31 @@ def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random 
     return (rng or random).uniform(0, ceiling)
 
 
+def _is_loopback(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_problem(url: str) -> str | None:
+    """Why an endpoint URL is refused before any connection (one line), or None when it may be used."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return "endpoint URL is malformed"
+    if parts.scheme not in ("https", "http") or not host:
+        return "endpoint URL must be https://<host>/..."
+    if parts.scheme == "http" and not _is_loopback(host):
+        return "endpoint uses plain http to a non-loopback host; https is required"
+    return None
+
+
 def post_with_retries(
     target: HttpTarget,
     payload: dict[str, Any],
@@ -80,17 +113,28 @@ def post_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
 ) -> DeliveryResult:
-    """POST ``payload`` as JSON until a 2xx (or 409: already accepted), a non-retryable status, or attempts run out."""
+    """POST ``payload`` as JSON until a 2xx (or 409: already accepted), a non-retryable status, or attempts run out.
+
+    Refused without any connection when the endpoint is not https (loopback excepted). A 3xx is
+    never followed and not retried within this call: a redirect is the endpoint's configuration,
+    the same URL answers the same way a second later. The request stays undelivered, so the next
+    run of broadcast_requests tries again, as after any failure.
+    """
+    problem = endpoint_problem(target.url)
+    if problem:
+        return DeliveryResult("refused:plain-http" if "plain http" in problem else "refused:invalid-url", 0, None, problem)
     http = session or requests.Session()
     headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
     body = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
     status = "error:not-attempted"
     for attempt in range(1, target.max_attempts + 1):
         try:
-            response = http.post(target.url, data=body, headers=headers, timeout=target.timeout_s)
+            response = http.post(target.url, data=body, headers=headers, timeout=target.timeout_s, allow_redirects=False)
             status = str(response.status_code)
             if 200 <= response.status_code < 300 or response.status_code == ALREADY_ACCEPTED_STATUS:
                 return DeliveryResult(status, attempt, datetime.now(timezone.utc))
+            if 300 <= response.status_code < 400:
+                return DeliveryResult(status, attempt, None, "endpoint answered with a redirect; redirects are never followed")
             if response.status_code not in RETRYABLE_STATUS:
                 return DeliveryResult(status, attempt, None)
         except requests.RequestException as error:  # connection refused, timeout: worth retrying

@@ -29,7 +29,7 @@ def _trace(args: argparse.Namespace) -> int:
     settings = _settings()
     with connect(settings.warehouse_path, read_only=True) as connection:
         try:
-            result = trace(connection, args.alert_id, settings.k_anonymity)
+            result = trace(connection, args.alert_id)
         except TraceError as error:
             raise CliError(str(error)) from None
     print(trace_json(result) if args.json else format_trace(result))
@@ -37,12 +37,15 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from crowd_platform.governance.audit_chain import record_checkpoint, verify_chain
+    from dataclasses import replace
+
+    from crowd_platform.governance.audit_chain import record_checkpoint, verify_chain, witness_warnings
     from crowd_platform.common.warehouse import connect
 
     settings = _settings()
     with connect(settings.warehouse_path, read_only=not args.checkpoint) as connection:
         result = verify_chain(connection, settings.witness)
+        result = replace(result, warnings=result.warnings + witness_warnings(settings.witness, settings.home))
         print(result.summary())
         if result.ok and args.checkpoint:
             checkpoint = record_checkpoint(connection, settings.witness, result,
@@ -106,7 +109,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     trace.add_argument("--json", action="store_true", help="machine-readable output")
     trace.set_defaults(handler=_trace)
 
-    verify = commands.add_parser("verify", help="verify the hash chain and every witness checkpoint; exit 1 on failure")
+    verify = commands.add_parser("verify", help="verify the hash chain and every witness checkpoint; exit 1 on failure "
+                                                       "(exit 0 with 'OK (unwitnessed tail)' for records after the newest checkpoint)")
     verify.add_argument("--checkpoint", action="store_true", help="also export today's witness checkpoint (writes)")
     verify.add_argument("--purpose", help="purpose recorded with the checkpoint (default: settings emergency.purpose)")
     verify.add_argument("--actor", help="who runs this (default: $CROWD_ACTOR or the OS user)")

@@ -3,7 +3,9 @@
 Release puts a quarantined drop back through validation (after a contract fix) by
 materializing the ingestion assets for its window through Dagster, with the same
 definitions the UI and sensor use. Reject records a final decision in drops and audit_log.
-Output holds drop ids, rule names, counts and row numbers, never values.
+Output holds drop ids, rule names, counts and row numbers, never values. Every text that came
+from a drop (operator folder, file names, reasons) is printed through ``escape_text``: a file
+named with a newline or a terminal escape shows as ``\n`` / ``\x1b``, never raw.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from crowd_platform.cli import CliError
 from crowd_platform.common.settings import get_settings
+from crowd_platform.common.text import escape_text as esc
 
 
 def register(subparsers) -> None:
@@ -47,7 +50,7 @@ def _list(args: argparse.Namespace) -> int:
         rows = quarantined_drops(con, include_history=args.all)
     for row in rows:
         window = row["window_start"].strftime("%Y-%m-%d %H:%M") if row["window_start"] else "-"
-        print(f"{row['drop_id']}\t{row['operator'] or '-'}\t{window}\t{row['status']}\t{row['reason'] or ''}")
+        print(f"{esc(row['drop_id'])}\t{esc(row['operator'] or '-')}\t{window}\t{esc(row['status'])}\t{esc(row['reason'] or '')}")
     print(f"{len(rows)} drop(s)")
     return 0
 
@@ -60,15 +63,16 @@ def _show(args: argparse.Namespace) -> int:
     with connect(settings.warehouse_path, read_only=True) as con, _decision_errors():
         drop = drop_record(con, args.drop_id)
         results = rule_results(con, args.drop_id)
-    print(f"drop      {drop['drop_id']}\noperator  {drop['operator']}\nfeed      {drop['feed']}\nstatus    {drop['status']}")
-    print(f"file      {drop['file_name']}\nsha256    {drop['sha256']}\nreason    {drop['reason'] or '-'}")
+    print(f"drop      {esc(drop['drop_id'])}\noperator  {esc(drop['operator'])}\nfeed      {esc(drop['feed'])}\n"
+          f"status    {esc(drop['status'])}")
+    print(f"file      {esc(drop['file_name'])}\nsha256    {esc(drop['sha256'])}\nreason    {esc(drop['reason'] or '-')}")
     report = (settings.resolve(drop["quarantine_path"]) or Path("")) / "report.json"
     if drop["quarantine_path"] and report.is_file():
-        print(f"report    {report}")
+        print(f"report    {esc(report)}")
     for result in results:
         verdict = "pass" if result["passed"] else "FAIL"
-        examples = f" rows {result['example_rows']}" if result["example_rows"] else ""
-        print(f"  {verdict}  {result['rule']} [{result['engine']}] {result['details'] or ''}{examples}")
+        examples = f" rows {esc(result['example_rows'])}" if result["example_rows"] else ""
+        print(f"  {verdict}  {esc(result['rule'])} [{esc(result['engine'])}] {esc(result['details'] or '')}{examples}")
     return 0
 
 
@@ -79,7 +83,7 @@ def _decision_errors():
     try:
         yield
     except QuarantineDecisionError as error:
-        raise CliError(str(error)) from None
+        raise CliError(esc(error)) from None
 
 
 def _reject(args: argparse.Namespace) -> int:
@@ -89,7 +93,7 @@ def _reject(args: argparse.Namespace) -> int:
     settings = get_settings()
     with connect(settings.warehouse_path) as con, _decision_errors():
         reject_drop(settings, con, args.drop_id, args.reason)
-    print(f"{args.drop_id}: rejected (kept in quarantine until retention)")
+    print(f"{esc(args.drop_id)}: rejected (its data deleted with a certificate; the report stays until retention)")
     return 0
 
 
@@ -106,5 +110,5 @@ def _release(args: argparse.Namespace) -> int:
         status, reason = revalidate_drop(settings, drop, manifest_relpath)
     except RuntimeError as error:
         raise CliError(str(error)) from None
-    print(f"{args.drop_id}: {status}" + (f" ({reason})" if reason else ""))
+    print(f"{esc(args.drop_id)}: {esc(status)}" + (f" ({esc(reason)})" if reason else ""))
     return 0 if status == "accepted" else 1

@@ -38,6 +38,7 @@ ENVIRONMENT: dict[str, str] = {
     "CROWD_ALERT_RULES": "alert rules file (overrides alerts.rules_file; sampled populations use config/alert_rules_sampled.yaml)",
     "CROWD_BROADCAST_URL_<OPERATOR>": "HTTP endpoint of an operator's broadcast requests (overrides broadcast.http)",
     "CROWD_DUCKDB_MEMORY_LIMIT": "memory limit of every warehouse connection, e.g. 4GB (default: DuckDB's 80 % of RAM)",
+    "CROWD_WITNESS": "audit witness checkpoints: a folder or object-storage URL outside CROWD_HOME (overrides governance.witness_path)",
     "CROWD_ACTOR": "who runs a command, recorded in the audit log (default: the OS user)",
     "CROWD_LOG_LEVEL": "console log level of runs started by the CLI (default WARNING)",
     "CROWD_CRASH_AT": "crash-safety tests only: kill the process at a named point (common/crashpoints.py)",
@@ -166,6 +167,12 @@ class StorageSection(_Section):
     options: dict[str, Any] = {}
 
 
+class GovernanceSection(_Section):
+    # Audit witness checkpoints: a local path (relative to the project root) or an object-storage
+    # URL, outside CROWD_HOME (decision 014). None: CROWD_HOME/witness, which `audit verify` warns about.
+    witness_path: str | None = None
+
+
 class PlatformConfig(_Section):
     """The whole configuration file."""
 
@@ -178,6 +185,7 @@ class PlatformConfig(_Section):
     broadcast: BroadcastSection = BroadcastSection()
     ingestion: IngestionSection = IngestionSection()
     storage: StorageSection = StorageSection()
+    governance: GovernanceSection = GovernanceSection()
 
     @field_validator("window_minutes")
     @classmethod
@@ -247,6 +255,7 @@ class Settings:
     # Storage root of landing/raw/quarantine/lake/outbox: None = CROWD_HOME (common/storage.py).
     storage_url: str | None = None
     alert_rules_override: Path | None = None
+    witness_override: str | None = None  # CROWD_WITNESS
 
     def with_config(self, **sections: dict[str, Any]) -> "Settings":
         """A copy with some fields of some sections replaced (benchmarks, tests), validated again."""
@@ -257,7 +266,8 @@ class Settings:
             config = _resolve_paths(PlatformConfig.model_validate(document))
         except ValidationError as error:
             raise SettingsError(_error_line(self.config_path, error)) from None
-        return Settings(self.home, config, self.config_path, self.contracts_dir, self.storage_url, self.alert_rules_override)
+        return Settings(self.home, config, self.config_path, self.contracts_dir, self.storage_url, self.alert_rules_override,
+                        self.witness_override)
 
     # ---- storage layout ----
     @property
@@ -319,10 +329,18 @@ class Settings:
         """Derived geometry (coverage polygons, maps) rebuilt from reference data."""
         return self.home / "geo"
 
-    @property
-    def witness(self) -> Path:
-        """Daily audit checkpoints, meant to be published outside the platform."""
-        return self.home / "witness"
+    @cached_property
+    def witness(self) -> "Location":
+        """Audit witness checkpoints: CROWD_WITNESS, else governance.witness_path (a path relative to
+        the project root, or an object-storage URL), else CROWD_HOME/witness."""
+        value = self.witness_override or self.config.governance.witness_path
+        if not value:
+            return self.home / "witness"
+        if "://" in value and not value.startswith("file://"):
+            from crowd_platform.common.storage import storage_root
+
+            return storage_root(value, self.storage_options)
+        return self.project_path(value.removeprefix("file://")).resolve()
 
     @property
     def dagster_home(self) -> Path:
@@ -421,6 +439,7 @@ def get_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     contracts_dir = Path(env("CROWD_CONTRACTS") or CONTRACTS_DIR).resolve()
     config = config_at(config_path)
     rules = env("CROWD_ALERT_RULES")
+    witness = env("CROWD_WITNESS")
     return Settings(
         home=home_path,
         config=config,
@@ -428,4 +447,5 @@ def get_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         contracts_dir=contracts_dir,
         storage_url=env("CROWD_STORAGE_URL") or config.storage.url or None,
         alert_rules_override=(Path(rules) if Path(rules).is_absolute() else PROJECT_ROOT / rules) if rules else None,
+        witness_override=(witness if "://" in witness else str(Path(witness).resolve())) if witness else None,
     )

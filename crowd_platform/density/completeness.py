@@ -11,6 +11,7 @@ when it is complete, or when the contracts' latency has passed and enough of the
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import duckdb
 
@@ -65,7 +66,7 @@ def completeness_rows(con: duckdb.DuckDBPyConnection, settings: Settings, start:
 
 
 def record_completeness(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
-                        run_id: str | None) -> dict[str, int]:
+                        run_id: str | None) -> dict[str, Any]:
     """Replace window_completeness for [start, end) and stamp district_density's rows with it.
     Runs inside the caller's transaction (the density step's)."""
     rows = completeness_rows(con, settings, start, end, run_id)
@@ -74,5 +75,12 @@ def record_completeness(con: duckdb.DuckDBPyConnection, settings: Settings, star
     con.execute(
         "UPDATE district_density AS d SET completeness = w.completeness FROM window_completeness AS w "
         "WHERE d.window_start = w.window_start AND d.window_start >= ? AND d.window_start < ?", [start, end])
+    # What the UI shows about who reported: an operator whose drop is flagged short has data in the
+    # window but does not count as reported (a count of operators with data would say "5 of 5").
     return {"windows_complete": sum(row["complete"] for row in rows),
-            "windows_incomplete": sum(not row["complete"] for row in rows)}
+            "windows_incomplete": sum(not row["complete"] for row in rows),
+            "operators_expected": max((len(row["expected_operators"]) for row in rows), default=0),
+            "operators_reported_min": min((len(row["arrived_operators"]) for row in rows), default=0),
+            "operators_flagged_short": sorted({operator for row in rows for operator in row["flagged_operators"]}),
+            "operators_missing": sorted({operator for row in rows for operator in row["missing_operators"]}),
+            "completeness_min": round(min((row["completeness"] for row in rows), default=1.0), 3)}

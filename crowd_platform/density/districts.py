@@ -26,13 +26,12 @@ PUBLISH_INPUT_SCHEMA = {
 }
 
 
-def publish_density(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime) -> dict[str, int]:
+def publish_density(con: duckdb.DuckDBPyConnection, k: int, start: datetime, end: datetime) -> dict[str, int]:
     """Write district_density_published for [start, end): k-anonymised, one hierarchy per window.
 
     Runs inside the caller's transaction and verifies its own output before returning
     (write-audit-publish: a violation raises and the transaction rolls back).
     """
-    k = settings.k_anonymity
     source = pl.DataFrame(fetch_dicts(con, read_sql("density/district_density_published_input"), {"start": start, "end": end}),
                           schema=PUBLISH_INPUT_SCHEMA)
     con.execute(read_sql("density/district_density_published_delete"), {"start": start, "end": end})
@@ -86,11 +85,11 @@ def compute_district_density(con: duckdb.DuckDBPyConnection, settings: Settings,
             "SELECT count(*), count(DISTINCT window_start), count(DISTINCT level) FROM district_density "
             "WHERE window_start >= $start AND window_start < $end", {"start": start, "end": end}).fetchone()
         completeness = record_completeness(con, settings, start, end, run_id)
-        suppression = publish_density(con, settings, start, end)
+        suppression = publish_density(con, settings.k_anonymity, start, end)
         # Completeness is about operators and market shares, never about people: published as is.
         con.execute("UPDATE district_density_published AS p SET completeness = w.completeness FROM window_completeness AS w "
                     "WHERE p.window_start = w.window_start AND p.window_start >= ? AND p.window_start < ?", [start, end])
-        result = {"rows": rows, "windows": windows, "levels": levels, "operators": len(operators),
+        result = {"rows": rows, "windows": windows, "levels": levels, "operators_with_data": len(operators),
                   "k": settings.k_anonymity, **completeness,
                   **{f"published_{key}": value for key, value in suppression.items()}}
         audit.append(con, "district_density.materialize", purpose=settings.purpose, object_kind="window_range",

@@ -61,15 +61,21 @@ def _finish(fig: plt.Figure, path: Path | None, dpi: int) -> Path | None:
     return path
 
 
-def map_values(codes: pd.Series, values_by_code: Mapping[str, float | None], k: int) -> tuple[pd.Series, pd.Series]:
-    """(value or NaN, status) per code: status is "shown" (> k), "suppressed" (<= k, None, NaN) or "no data".
+def map_values(codes: pd.Series, values_by_code: Mapping[str, float | None], k: int,
+               counts_by_code: Mapping[str, float | None]) -> tuple[pd.Series, pd.Series]:
+    """(value or NaN, status) per code: status is "shown", "suppressed" or "no data".
 
-    Only "shown" values ever reach the colour scale of :func:`density_map`.
+    k applies to the COUNT behind a value (people in the district), never to the value drawn: a
+    density of 3 people/km² over a large district may be thousands of people, and 40 people/km²
+    over a small one may be 12. A value is shown only if its count is a number above k; a code
+    with a value but no count is suppressed. Only "shown" values reach :func:`density_map`'s scale.
     """
     wanted = {str(code): value for code, value in values_by_code.items()}
+    counts = {str(code): count for code, count in counts_by_code.items()}
     listed = codes.isin(set(wanted))
     raw = pd.to_numeric(codes.map(lambda code: wanted.get(code)), errors="coerce").astype(float)
-    shown = listed & raw.notna() & (raw > k)
+    count = pd.to_numeric(codes.map(lambda code: counts.get(code)), errors="coerce").astype(float)
+    shown = listed & raw.notna() & count.notna() & (count > k)
     status = pd.Series(np.where(shown, "shown", np.where(listed, "suppressed", "no data")), index=codes.index)
     return raw.where(shown), status
 
@@ -82,12 +88,14 @@ def density_map(
     title: str = "",
     path: str | Path | None = None,
     *,
+    counts_by_code: Mapping[str, float | None],
     value_label: str = "people per km²",
     dpi: int = 110,
 ) -> Path:
     """Choropleth of ``values_by_code`` over ``districts_gdf`` (columns district_code, geometry; EPSG:4326).
 
-    - a value <= ``k``, None or NaN for a listed code is drawn as "suppressed (≤ k)", hatched grey;
+    - a listed code whose count (``counts_by_code``, people) is <= ``k`` or missing, or whose value is
+      None or NaN, is drawn as "suppressed (≤ k)", hatched grey;
       codes absent from ``values_by_code`` are "no data" (white);
     - districts in ``alert_codes`` are outlined in red;
     - legend (colour bar + suppressed / no data / alert patches), scale bar, title.
@@ -98,7 +106,7 @@ def density_map(
         raise ValueError("density_map needs a path to write the PNG to")
     frame = districts_gdf[["district_code", "geometry"]].copy()
     frame["district_code"] = frame["district_code"].astype(str)
-    frame["value"], frame["status"] = map_values(frame["district_code"], values_by_code, k)
+    frame["value"], frame["status"] = map_values(frame["district_code"], values_by_code, k, counts_by_code)
     listed, shown = frame["status"] != "no data", frame["status"] == "shown"
     suppressed = frame["status"] == "suppressed"
 

@@ -1,9 +1,11 @@
 """Lineage: from a crowd alert back to its windows, density rows, drops, checks, contract and
 code versions, Dagster runs, and the certificates of the drops' deletion.
 
-Reads only warehouse tables (crowd_alerts, alert_transitions, district_density, drops,
-check_results, deletion_certificates), so it works long after the drops themselves are gone.
-Nothing subscriber-level is read or printed; people estimates below k are masked.
+Reads only warehouse tables, so it works long after the drops themselves are gone. A trace
+leaves the platform: every number in it comes from the publication (crowd_alerts_published,
+alert_transitions_published, district_density_published), so it hides exactly what they hide
+and no ratio, z or baseline is there to give a hidden value back (publication/alerts.py). From
+the internal tables it reads identifiers only (drop ids, run ids).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any
 
 import duckdb
 
+from crowd_platform.common.text import escape_text
 from crowd_platform.common.warehouse import fetch_dicts, read_sql
 
 # deletion_certificates.object_id is the drop_id for these kinds (agreed with ingestion).
-DROP_OBJECT_KINDS = ("raw_drop", "lake_partition", "quarantine", "staging")
+DROP_OBJECT_KINDS = ("raw_drop", "lake_partition", "quarantine", "staging", "landing")
 
 
 class TraceError(LookupError):
@@ -26,12 +29,6 @@ class TraceError(LookupError):
 
 def _iso(value: Any) -> Any:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else value
-
-
-def _masked(value: Any, k: int) -> Any:
-    from crowd_platform.publication.kanon import publishable  # density's module: the one k-anonymity rule
-
-    return round(float(value), 1) if publishable(value, k) else None
 
 
 def drop_lineage(connection: duckdb.DuckDBPyConnection, drop_ids: list[str]) -> list[dict[str, Any]]:
@@ -61,26 +58,21 @@ def drop_lineage(connection: duckdb.DuckDBPyConnection, drop_ids: list[str]) -> 
                     for missing in drop_ids if missing not in known]
 
 
-def trace(connection: duckdb.DuckDBPyConnection, alert_id: str, k: int = 15) -> dict[str, Any]:
+def trace(connection: duckdb.DuckDBPyConnection, alert_id: str) -> dict[str, Any]:
     """Everything an auditor follows from an alert back to the exact drops: transitions, the
     density windows, the drops with their checks and deletion certificates, runs and versions."""
     connection.execute("SET TimeZone = 'UTC'")
-    alerts = fetch_dicts(connection, "SELECT * FROM crowd_alerts WHERE alert_id = ?", [alert_id])
+    alerts = fetch_dicts(connection, "SELECT * FROM crowd_alerts_published WHERE alert_id = ?", [alert_id])
     if not alerts:
         raise TraceError(f"no alert {alert_id}")
     alert = alerts[0]
     transitions = fetch_dicts(
         connection,
-        "SELECT window_start, transition, ratio, robust_z, run_id FROM alert_transitions WHERE alert_id = ? ORDER BY window_start",
-        [alert_id],
-    )
+        "SELECT window_start, transition, people_estimate, run_id FROM alert_transitions_published "
+        "WHERE alert_id = ? ORDER BY window_start", [alert_id])
     last = alert.get("closed_window") or alert["last_window"]
-    density = fetch_dicts(
-        connection,
-        "SELECT window_start, people_estimate, density_per_km2, operators_reporting, drop_ids, run_id "
-        "FROM district_density WHERE level = ? AND district_code = ? AND window_start BETWEEN ? AND ? ORDER BY window_start",
-        [alert["level"], alert["place_id"], alert["opened_window"], last],
-    )
+    density = fetch_dicts(connection, read_sql("governance/lineage_density"),
+                          {"level": alert["level"], "place_id": alert["place_id"], "first": alert["opened_window"], "last": last})
     drop_ids = sorted(set(alert.get("drop_ids") or []) | {d for row in density for d in (row["drop_ids"] or [])})
     drops = drop_lineage(connection, drop_ids)
     run_ids = sorted({r for r in [alert.get("run_id"), *(t["run_id"] for t in transitions),
@@ -88,14 +80,12 @@ def trace(connection: duckdb.DuckDBPyConnection, alert_id: str, k: int = 15) -> 
     contract_versions = sorted(set(alert.get("contract_versions") or []) |
                                {f"{d['contract_id']}@{d['contract_version']}" for d in drops if d.get("contract_id")})
     return {
-        "alert": {key: _iso(value) for key, value in alert.items()
-                  if key not in ("drop_ids", "contract_versions", "observed", "excess_people")}
-                 | {"observed": _masked(alert.get("observed"), k), "excess_people": _masked(alert.get("excess_people"), k)},
+        "alert": {key: _iso(value) for key, value in alert.items() if key not in ("drop_ids", "contract_versions")},
         "transitions": [{key: _iso(value) for key, value in t.items()} for t in transitions],
         "windows": [_iso(row["window_start"]) for row in density],
-        "density": [{"window_start": _iso(row["window_start"]), "people_estimate": _masked(row["people_estimate"], k),
-                     "density_per_km2": round(row["density_per_km2"], 1) if publishable_row(row, k) else None,
-                     "operators_reporting": row["operators_reporting"], "drops": len(row["drop_ids"] or []),
+        "density": [{"window_start": _iso(row["window_start"]), "people_estimate": row["people_estimate"],
+                     "density_per_km2": row["density_per_km2"], "suppression": row["suppression"],
+                     "completeness": row["completeness"], "drops": len(row["drop_ids"] or []),
                      "run_id": row["run_id"]} for row in density],
         "drops": drops,
         "contract_versions": contract_versions,
@@ -104,10 +94,8 @@ def trace(connection: duckdb.DuckDBPyConnection, alert_id: str, k: int = 15) -> 
     }
 
 
-def publishable_row(row: dict[str, Any], k: int) -> bool:
-    from crowd_platform.publication.kanon import publishable
-
-    return row.get("density_per_km2") is not None and publishable(row.get("people_estimate"), k)
+def _shown(value: Any, suppression: str | None = None) -> str:
+    return str(value) if value is not None else f"suppressed{f' ({suppression})' if suppression else ''}"
 
 
 def format_trace(result: dict[str, Any]) -> str:
@@ -116,24 +104,26 @@ def format_trace(result: dict[str, Any]) -> str:
         f"alert {alert['alert_id']}: {alert['level']} {alert['place_id']} ({alert.get('place_name') or ''}) "
         f"state={alert['state']} severity={alert['severity']}",
         f"  windows {alert['opened_window']} .. {alert.get('closed_window') or alert['last_window']}; "
-        f"observed={alert['observed'] if alert['observed'] is not None else 'suppressed (<=k)'} "
-        f"ratio={alert.get('ratio')} robust_z={alert.get('robust_z')}",
+        f"people (last window, as published)={_shown(alert['people_estimate'])}",
         f"  code version(s): {', '.join(result['code_versions']) or '-'}",
         f"  contract version(s): {', '.join(result['contract_versions']) or '-'}",
         f"  Dagster run(s): {', '.join(result['run_ids']) or '-'}",
         "transitions:",
     ]
-    lines += [f"  {t['window_start']} {t['transition']} (run {t['run_id']})" for t in result["transitions"]] or ["  -"]
-    lines.append("density rows (district_density):")
-    lines += [f"  {d['window_start']} people={d['people_estimate'] if d['people_estimate'] is not None else 'suppressed'} "
-              f"operators={d['operators_reporting']} drops={d['drops']} run={d['run_id']}" for d in result["density"]] or ["  -"]
+    lines += [f"  {t['window_start']} {t['transition']} people={_shown(t['people_estimate'])} (run {t['run_id']})"
+              for t in result["transitions"]] or ["  -"]
+    lines.append("density rows (district_density_published):")
+    lines += [f"  {d['window_start']} people={_shown(d['people_estimate'], d['suppression'])} "
+              f"completeness={d['completeness']} drops={d['drops']} run={d['run_id']}" for d in result["density"]] or ["  -"]
     lines.append("drops:")
     for drop in result["drops"]:
         if drop.get("sha256") is None and drop.get("operator") is None:
-            lines.append(f"  {drop['drop_id']}: {drop['status']}")
+            lines.append(f"  {escape_text(drop['drop_id'])}: {drop['status']}")
             continue
         checks = drop["checks"]
-        lines.append(f"  {drop['drop_id']} {drop['operator']} window {drop['window_start']} sha256 {drop['sha256']}")
+        # Ids and operator names come from operators' files: shown escaped, never raw (common/text.py).
+        lines.append(f"  {escape_text(drop['drop_id'])} {escape_text(drop['operator'])} window {drop['window_start']} "
+                     f"sha256 {drop['sha256']}")
         lines.append(f"    contract {drop['contract_id']}@{drop['contract_version']} status {drop['status']} "
                      f"checks passed={checks['passed']} failed={checks['failed']}"
                      + (f" ({', '.join(checks['failed_rules'])})" if checks["failed_rules"] else "") + f" run {drop['run_id']}")

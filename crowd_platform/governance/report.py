@@ -80,8 +80,8 @@ def collect(connection: duckdb.DuckDBPyConnection, settings: Settings, start: da
             "FROM check_results c JOIN drops d USING (drop_id) WHERE d.window_start >= ? AND d.window_start < ? "
             "GROUP BY ALL ORDER BY c.rule", params),
         "alerts": fetch_dicts(connection,
-            "SELECT alert_id, level, place_id, place_name, state, severity, opened_window, last_window, observed, ratio, "
-            "robust_z, len(drop_ids) AS drops, contract_versions, code_version, run_id FROM crowd_alerts "
+            "SELECT alert_id, level, place_id, place_name, state, severity, opened_window, last_window, people_estimate, "
+            "len(drop_ids) AS drops, contract_versions, code_version, run_id FROM crowd_alerts_published "
             "WHERE opened_window < ? AND coalesce(closed_window, last_window) >= ? ORDER BY opened_window", [hi, lo]),
         "broadcasts": fetch_dicts(connection,
             "SELECT operator, transition, count(*) AS requests, sum(len(cell_ids)) AS cells, "
@@ -97,8 +97,6 @@ def collect(connection: duckdb.DuckDBPyConnection, settings: Settings, start: da
 
 def render(data: dict[str, Any], settings: Settings, start: date, end: date) -> str:
     k = settings.k_anonymity
-    from crowd_platform.publication.kanon import publishable
-
     sections = []
     drops = data["drops"]
     received = _masked_column(drops, ("operator",), "received", k)
@@ -114,13 +112,14 @@ def render(data: dict[str, Any], settings: Settings, start: date, end: date) -> 
         ["rule", "engine", "passed", "failed"],
         [[c["rule"], c["engine"], passed[(str(c["rule"]), str(c["engine"]))], failed[(str(c["rule"]), str(c["engine"]))]] for c in checks]))
     sections.append("<h2>Alerts and their evidence</h2>" + _table(
-        ["alert", "place", "state", "severity", "opened", "last window", "people observed", "ratio", "robust z",
+        ["alert", "place", "state", "severity", "opened", "last window", "people (last window)",
          "drops", "contract versions", "code version", "run"],
         [[a["alert_id"], f"{a['level']} {a['place_id']} {a['place_name'] or ''}", a["state"], a["severity"], a["opened_window"],
-          a["last_window"], round(a["observed"]) if publishable(a["observed"], k) else f"≤{k}",
-          None if a["ratio"] is None else round(a["ratio"], 2), None if a["robust_z"] is None else round(a["robust_z"], 2),
+          a["last_window"], a["people_estimate"] if a["people_estimate"] is not None else "hidden",
           a["drops"], ", ".join(a["contract_versions"] or []), a["code_version"], a["run_id"]] for a in data["alerts"]])
-        + '<p class="note">Trace any alert with <code>crowd-platform audit trace ALERT_ID</code>.</p>')
+        + '<p class="note">People are shown as district_density_published shows them (hidden there, hidden here; a site '
+          "count is never shown). Baselines, ratios and z-scores stay inside the platform: with a published value "
+          "they would give a hidden one back. Trace any alert with <code>crowd-platform audit trace ALERT_ID</code>.</p>")
     broadcasts = data["broadcasts"]
     requests = _masked_column(broadcasts, ("operator", "transition"), "requests", k)
     delivered = _masked_column(broadcasts, ("operator", "transition"), "delivered", k)

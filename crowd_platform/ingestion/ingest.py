@@ -31,6 +31,9 @@ from crowd_platform.ingestion.quarantine import quarantine_before_copy, record_d
 
 log = logging.getLogger(__name__)
 
+# The contract's quarantine_reason of a rule that finds phone numbers (subscriber_key_not_msisdn).
+RAW_MSISDN_RULE_REASON = "raw_msisdn"
+
 
 def gx_max_rows(settings: Settings) -> int:
     return settings.config.ingestion.gx_max_rows
@@ -108,9 +111,28 @@ def ingest_drop(
 
 
 def _quarantine(drop: _ReceivedDrop, reason: str, stage: str, failed: list[dict[str, Any]] | None = None,
-                rows: int | None = None) -> DropOutcome:
+                rows: int | None = None, raw_msisdn: dict[str, Any] | None = None) -> DropOutcome:
     return quarantine_drop(drop.settings, drop.connection, drop.drop_id, reason, stage=stage, failed_rules=failed or [],
-                           run_id=drop.run_id, rows=rows)
+                           run_id=drop.run_id, rows=rows, raw_msisdn=raw_msisdn)
+
+
+def _raw_msisdn(drop: _ReceivedDrop, failed: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the report keeps of a drop carrying raw MSISDNs (a failed rule whose contract
+    quarantine_reason is raw_msisdn): rules, columns, counts, row numbers and the original
+    file's sha256, never a value. None when no such rule failed."""
+    hits = [item for item in failed if item.get("quarantine_reason") == RAW_MSISDN_RULE_REASON and not item["passed"]]
+    if not hits:
+        return None
+    columns = {spec.name: spec.column for spec in compile_rules(drop.contract)}
+    deciding = [item for item in hits if item["engine"] == "duckdb"] or hits
+    return {
+        "rules": sorted({item["rule"] for item in hits}),
+        "columns": sorted({columns[item["rule"]] for item in hits if columns.get(item["rule"])}),
+        "offending_rows": max(item.get("unexpected_count") or 0 for item in deciding),
+        "row_numbers": sorted({int(row) for item in deciding for row in item.get("example_rows") or []}),
+        "original_sha256": drop.sha256,
+        "original_bytes": drop.bytes,
+    }
 
 
 def _receive(settings: Settings, connection: duckdb.DuckDBPyConnection, operator_dir: Path, manifest_name: str,
@@ -127,6 +149,9 @@ def _receive(settings: Settings, connection: duckdb.DuckDBPyConnection, operator
         return quarantine_before_copy(settings, connection, manifest, manifest_path, data_path, "data file is a symlink", run_id)
     if not data_path.is_file():
         return quarantine_before_copy(settings, connection, manifest, manifest_path, None, "data file named in the manifest is missing", run_id)
+    if storage.is_local(data_path) and data_path.stat().st_nlink > 1:
+        # Linked after the landing scan: its bytes could change under another name after the checks.
+        return quarantine_before_copy(settings, connection, manifest, manifest_path, data_path, "data file is a hard link", run_id)
     # One read of the bytes: hash while copying into raw/ (a temp name until the hash is known).
     # On an object store the copy lands in local staging scratch first (DuckDB parses a local
     # file); raw/ then gets it in one PUT under its final key.
@@ -281,7 +306,8 @@ def _verdict(drop: _ReceivedDrop, results: list[RuleResult], rows: int, volume: 
     _write_results(drop.connection, drop.drop_id, results + (volume.results if volume else []), drop.run_id)
     failed = _failed_rules(results, drop.contract)
     if failed:
-        return _quarantine(drop, f"contract rules failed: {_failure_summary(failed)}", "validate", failed, rows)
+        return _quarantine(drop, f"contract rules failed: {_failure_summary(failed)}", "validate", failed, rows,
+                           raw_msisdn=_raw_msisdn(drop, failed))
     held = _hold(drop, volume)
     if held is not None:
         reason, stage, held_rules = held

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from crowd_platform.common import storage
 from crowd_platform.common.contracts import contract_for
+from crowd_platform.common.text import has_control_chars
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX, Manifest, ManifestError, parse_manifest_bytes
 
 
@@ -105,7 +107,39 @@ def scan_landing(
 
 
 def _is_manifest(name: str, entry: os.DirEntry) -> bool:
-    return name.endswith(MANIFEST_SUFFIX) and is_utf8(name) and not entry.is_symlink()
+    return name.endswith(MANIFEST_SUFFIX) and is_utf8(name) and not has_control_chars(name) and not entry.is_symlink()
+
+
+def link_problem(entry) -> str | None:
+    """'symlink' or 'hard link' when a landing entry is a link, never followed; None for a plain file.
+
+    A hard link (a regular file with more than one name) may share its bytes with a file
+    outside landing (raw/, another operator's folder, anything on the same filesystem)."""
+    if entry.is_symlink():
+        return "symlink"
+    info = entry.stat(follow_symlinks=False)
+    if stat.S_ISREG(info.st_mode) and getattr(info, "st_nlink", 1) > 1:
+        return "hard link"
+    return None
+
+
+def name_problem(name: str) -> str | None:
+    """Why a landing file name can never be taken (shown, logged or quarantined safely), or None."""
+    if not is_utf8(name):
+        return "file name is not UTF-8"
+    if has_control_chars(name):
+        return "file name has control characters"
+    return None
+
+
+def _refuse_folder_link(result: ScanResult, operator_entry: os.DirEntry, skip_keys: set[str] | frozenset[str]) -> None:
+    """A symlinked operator folder is never followed: the link itself (an entry of landing/, so
+    operator_dir "") is quarantined once, keyed by its own mtime so a rescan does not ask again."""
+    name = operator_entry.name
+    key = entry_key("", name, operator_entry.stat(follow_symlinks=False).st_mtime_ns)
+    result.keys_present.add(key)
+    if key not in skip_keys:
+        result.unroutable.append(UnroutableEntry("", [name], "operator folder is a symlink"))
 
 
 def _list_landing(
@@ -122,7 +156,7 @@ def _list_landing(
     for operator_entry in operator_entries:
         operator_dir = operator_entry.name
         if operator_entry.is_symlink():
-            result.unroutable.append(UnroutableEntry(operator_dir, [], "operator folder is a symlink"))
+            _refuse_folder_link(result, operator_entry, skip_keys)
             continue
         if not operator_entry.is_dir(follow_symlinks=False) or operator_dir.startswith("."):
             continue
@@ -163,14 +197,15 @@ def _route_candidates(
     partition_range: tuple[datetime, datetime] | None,
 ) -> None:
     """Read each candidate manifest: routable, unroutable (with a reason), or another window's."""
-    known: dict[str, bool] = {}
+    folder_problems: dict[str, str | None] = {}
     for _mtime, operator_dir, name, key in candidates:
         entries = folders[operator_dir]
-        if operator_dir not in known:
-            known[operator_dir] = is_utf8(operator_dir) and contract_for(contracts_dir, operator_dir, "events") is not None
+        if operator_dir not in folder_problems:
+            folder_problems[operator_dir] = _folder_problem(operator_dir, contracts_dir)
         result.manifests_read += 1
-        if not known[operator_dir]:
-            result.unroutable.append(UnroutableEntry(operator_dir, _with_data_file(name, entries), "no data contract for this operator folder"))
+        problem = folder_problems[operator_dir] or _manifest_link_problem(entries[name])
+        if problem:
+            result.unroutable.append(UnroutableEntry(operator_dir, _with_data_file(name, entries), problem))
             continue
         try:
             payload = storage.entry_bytes(entries[name])
@@ -183,8 +218,9 @@ def _route_candidates(
             continue
         data_entry = entries.get(manifest.file)
         referenced[operator_dir].add(manifest.file)
-        if data_entry is not None and data_entry.is_symlink():
-            result.unroutable.append(UnroutableEntry(operator_dir, [name, manifest.file], "data file is a symlink"))
+        link = link_problem(data_entry) if data_entry is not None else None
+        if link:
+            result.unroutable.append(UnroutableEntry(operator_dir, [name, manifest.file], f"data file is a {link}"))
             continue
         if partition_range and not partition_range[0] <= manifest.window_start < partition_range[1]:
             result.unroutable.append(UnroutableEntry(operator_dir, [name] + ([manifest.file] if data_entry else []), "window outside the emergency period"))
@@ -194,20 +230,35 @@ def _route_candidates(
         result.routable.append(RoutableDrop(operator_dir, name, manifest, hashlib.sha256(payload).hexdigest(), key))
 
 
+def _folder_problem(operator_dir: str, contracts_dir: Path) -> str | None:
+    if not is_utf8(operator_dir) or has_control_chars(operator_dir):
+        return "operator folder name is not printable UTF-8"
+    if contract_for(contracts_dir, operator_dir, "events") is None:
+        return "no data contract for this operator folder"
+    return None
+
+
+def _manifest_link_problem(entry) -> str | None:
+    link = link_problem(entry)  # a symlinked manifest is no candidate; a hard-linked one is refused here
+    return f"manifest is a {link}" if link else None
+
+
 def _report_unroutable_names(
     result: ScanResult, folders: dict[str, dict[str, os.DirEntry]], referenced: dict[str, set[str]],
     skip_keys: set[str] | frozenset[str],
 ) -> None:
-    """Entries no manifest can ever route: symlinks and names that are not UTF-8."""
+    """Entries no manifest can ever route: names not UTF-8 or with control characters, symlinks,
+    hard links. Each is keyed by name and mtime, so it is requested once, not at every tick."""
     for operator_dir, entries in folders.items():
         for name, entry in sorted(entries.items()):
             if name in referenced[operator_dir]:
                 continue
-            if not is_utf8(name) or entry.is_symlink():
+            link = link_problem(entry)
+            reason = name_problem(name) or (f"{link} in landing" if link else None)
+            if reason:
                 key = entry_key(operator_dir, name, entry.stat(follow_symlinks=False).st_mtime_ns)
                 result.keys_present.add(key)
                 if key not in skip_keys:
-                    reason = "file name is not UTF-8" if not is_utf8(name) else "symlink in landing"
                     result.unroutable.append(UnroutableEntry(operator_dir, [name], reason))
 
 

@@ -8,10 +8,12 @@ A manifest that cannot even say which window/operator it belongs to is *unroutab
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from crowd_platform.common.text import has_control_chars
 from crowd_platform.common.timeutil import TimeParseError, parse_utc
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -31,6 +33,11 @@ REQUIRED_FIELDS = {
     "window_end": str,
     "delivery": int,
 }
+PSEUDONYMIZATION_SCHEME = "hmac-sha256"
+# The key id names the operator's daily HMAC key: "<operator short name>-<YYYYMMDD, the key's
+# UTC day>", e.g. "tsel-20200331" (docs/design.md section 6, simulator/keys.py). The scheme is
+# one for the whole platform, not per contract, so its key id format is defined here beside it.
+KEY_ID_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}-[0-9]{8}")
 
 
 class ManifestError(ValueError):
@@ -71,8 +78,8 @@ def _parse_time(value: str, field: str) -> datetime:
 
 
 def safe_file_name(name: str) -> bool:
-    """A bare file name: no directory part, no traversal, printable UTF-8."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+    """A bare file name: no directory part, no traversal, printable UTF-8 (no control characters)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or has_control_chars(name):
         return False
     try:
         name.encode("utf-8")
@@ -84,6 +91,7 @@ def safe_file_name(name: str) -> bool:
 def parse_manifest_bytes(payload: bytes, *, folder_operator: str, window_minutes: int = 15) -> Manifest:
     """Verify a manifest's content (schema, alignment, scheme). Raises ManifestError."""
     document = _load_document(payload)
+    _check_strings(document)
     _check_values(document, folder_operator)
     start, end = _window(document, window_minutes)
     key_id = _pseudonymization_key_id(document)
@@ -125,6 +133,21 @@ def _load_document(payload: bytes) -> dict[str, Any]:
     return document
 
 
+def _check_strings(value: Any, where: str = "") -> None:
+    """No control or format character (newline, ESC, bidi override...) in any key or string value."""
+    if isinstance(value, str):
+        if has_control_chars(value):
+            raise ManifestError(f"manifest field {where or '(root)'} contains control characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if has_control_chars(key):
+                raise ManifestError(f"a manifest field name{' in ' + where if where else ''} contains control characters")
+            _check_strings(item, f"{where}.{key}" if where else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_strings(item, f"{where}[{index}]")
+
+
 def _check_values(document: dict[str, Any], folder_operator: str) -> None:
     """Field values: version, operator folder, feed, bare file name, sha256, counts, delivery."""
     if document["manifest_version"] != 1:
@@ -156,12 +179,17 @@ def _window(document: dict[str, Any], window_minutes: int) -> tuple[datetime, da
 
 
 def _pseudonymization_key_id(document: dict[str, Any]) -> str | None:
-    """The pseudonymization key id, if any; an events manifest must declare HMAC-SHA256."""
+    """The pseudonymization key id, if any; an events manifest must declare HMAC-SHA256 and its key id."""
     pseudo = document.get("pseudonymization")
     if document["feed"] == "events":
         # Events carry subscriber keys: only HMAC-SHA256 pseudonyms are accepted (docs/design.md 4.1).
-        if not isinstance(pseudo, dict) or pseudo.get("scheme") != "hmac-sha256":
-            raise ManifestError("manifest pseudonymization.scheme must be hmac-sha256")
-    if isinstance(pseudo, dict) and isinstance(pseudo.get("key_id"), str):
-        return pseudo["key_id"]
-    return None
+        if not isinstance(pseudo, dict) or pseudo.get("scheme") != PSEUDONYMIZATION_SCHEME:
+            raise ManifestError(f"manifest pseudonymization.scheme must be {PSEUDONYMIZATION_SCHEME}")
+        if "key_id" not in pseudo:
+            raise ManifestError("manifest pseudonymization.key_id is missing")
+    if not isinstance(pseudo, dict) or "key_id" not in pseudo:
+        return None
+    key_id = pseudo["key_id"]
+    if not isinstance(key_id, str) or not KEY_ID_PATTERN.fullmatch(key_id):
+        raise ManifestError("manifest pseudonymization.key_id is not <operator>-<YYYYMMDD> (e.g. tsel-20200331)")
+    return key_id

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import shutil
 from datetime import datetime
-
+from pathlib import Path
+from typing import Any
 
 from crowd_platform.common import storage
+from crowd_platform.common.erasure import PUBLISHED_STAGING, DeletedObject, delete_certified, superseded_reason
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.crashpoints import crash_point
-from crowd_platform.common.warehouse import transaction
 
 from crowd_platform.ingestion.drops import (DropOutcome, audit_drop, lake_file, staging_file)
 
@@ -39,23 +40,49 @@ def publish_window(settings: Settings, connection, start: datetime, end: datetim
         storage.move(staged, target)
         crash_point("publish_moved")
         rivals = fetch_dicts(connection,
-            "SELECT drop_id, delivery, received_at, lake_path FROM drops WHERE status = 'accepted' AND operator = ? AND feed = ? "
+            "SELECT drop_id, delivery, received_at, lake_path, window_start FROM drops WHERE status = 'accepted' AND operator = ? AND feed = ? "
             "AND window_start = ? AND drop_id <> ?", [drop["operator"], drop["feed"], drop["window_start"], drop["drop_id"]])
         newer = [rival for rival in rivals if (rival["delivery"], rival["received_at"]) > (drop["delivery"], drop["received_at"])]
         older = [rival for rival in rivals if rival not in newer]
-        with transaction(connection):
+        winner = max(newer, key=lambda rival: (rival["delivery"], rival["received_at"])) if newer else drop
+        losers = older + ([drop] if newer else [])
+
+        def record(drop=drop, target=target, winner=winner, losers=losers) -> None:
             connection.execute("UPDATE drops SET status = 'accepted', lake_path = ? WHERE drop_id = ?", [settings.stored(target), drop["drop_id"]])
             audit_drop(connection, settings, "drop_published", drop["drop_id"], run_id, lake_path=settings.stored(target), rows=drop["rows_loaded"])
-            winner = max(newer, key=lambda rival: (rival["delivery"], rival["received_at"]))["drop_id"] if newer else drop["drop_id"]
-            losers = older + ([drop] if newer else [])
             for loser in losers:
                 connection.execute("UPDATE drops SET status = 'superseded', superseded_by = ?, lake_path = NULL WHERE drop_id = ?",
-                                   [winner, loser["drop_id"]])
-                audit_drop(connection, settings, "drop_superseded", loser["drop_id"], run_id, superseded_by=winner)
-        for loser in older + ([{"lake_path": settings.stored(target)}] if newer else []):
-            # Lake file removed (no downstream read), raw copy kept until retention.
-            if loser.get("lake_path"):
-                storage.remove(settings.resolve(loser["lake_path"]))
-        shutil.rmtree(settings.staging / drop["drop_id"], ignore_errors=True)
+                                   [winner["drop_id"], loser["drop_id"]])
+                audit_drop(connection, settings, "drop_superseded", loser["drop_id"], run_id, superseded_by=winner["drop_id"])
+
+        # The losers' lake files go with a certificate, in the same transaction as the status change
+        # (no downstream read); their raw copies are kept until retention.
+        superseded = [_lake_object(settings, loser, target if loser is drop else None) for loser in losers]
+        delete_certified(settings, connection, [item for item in superseded if item is not None],
+                         reason=superseded_reason(winner["delivery"]), run_id=run_id, changes=record)
+        _remove_staging(settings, connection, drop["drop_id"], run_id)
         outcomes.append(DropOutcome(drop["drop_id"], drop["operator"], drop["feed"], "superseded" if newer else "accepted", rows=drop["rows_loaded"]))
     return outcomes
+
+
+def _lake_object(settings: Settings, loser: dict[str, Any], own_target: Path | None) -> DeletedObject | None:
+    """A superseded drop's lake file as an object to delete (None if it has none)."""
+    path = own_target if own_target is not None else settings.resolve(loser.get("lake_path"))
+    if path is None:
+        return None
+    try:
+        partition = "/".join(path.relative_to(settings.lake).parts[:-1])
+    except ValueError:
+        partition = None
+    return DeletedObject("lake_partition", loser["drop_id"], [path], window_start=loser.get("window_start"),
+                         partition_key=partition)
+
+
+def _remove_staging(settings: Settings, connection, drop_id: str, run_id: str | None) -> None:
+    """The drop's staging folder: empty after a local publish (plain rmdir); a scratch copy left
+    there (object-store deployments parse a local copy) is deleted with a certificate."""
+    folder = settings.staging / drop_id
+    if storage.files_under(folder):
+        delete_certified(settings, connection, [DeletedObject("staging", drop_id, [folder])],
+                         reason=PUBLISHED_STAGING, run_id=run_id)
+    shutil.rmtree(folder, ignore_errors=True)

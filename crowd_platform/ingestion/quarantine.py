@@ -17,6 +17,8 @@ from typing import Any
 
 
 from crowd_platform.common import storage
+from crowd_platform.common.erasure import (DUPLICATE_OF_DELETED, QUARANTINE_REJECTED, QUARANTINE_RELEASED, QUARANTINED_STAGING,
+                                           RAW_MSISDN, DeletedObject, delete_certified, reason_policy)
 from crowd_platform.ingestion.landing import UnroutableEntry, is_utf8
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
 from crowd_platform.common.settings import Settings
@@ -38,37 +40,51 @@ def _report(path: Path, payload: dict[str, Any]) -> None:
 
 def quarantine_drop(
     settings: Settings, connection, drop_id: str, reason: str, *, stage: str, failed_rules: list[dict[str, Any]],
-    run_id: str | None, rows: int | None = None,
+    run_id: str | None, rows: int | None = None, raw_msisdn: dict[str, Any] | None = None,
 ) -> DropOutcome:
-    """Move a received drop (bytes from raw/, as received) to quarantine/<drop_id>/ with report.json."""
-    drop = connection.execute("SELECT operator, feed, file_name, manifest_name, sha256, bytes, raw_path, contract_id, contract_version "
-                              "FROM drops WHERE drop_id = ?", [drop_id]).fetchone()
-    operator, feed, file_name, manifest_name, sha, size, raw_path, contract_id, contract_version = drop
+    """Move a received drop (bytes from raw/, as received) to quarantine/<drop_id>/ with report.json.
+
+    A drop carrying raw MSISDNs (``raw_msisdn``: counts, row numbers, columns; never values) is
+    reduced to its report at once: the platform must never store a phone number, so its raw
+    copy and staged copy are deleted with certificates instead of being kept in quarantine."""
+    drop = connection.execute("SELECT operator, feed, file_name, manifest_name, sha256, bytes, raw_path, contract_id, contract_version, "
+                              "window_start FROM drops WHERE drop_id = ?", [drop_id]).fetchone()
+    operator, feed, file_name, manifest_name, sha, size, raw_path, contract_id, contract_version, window_start = drop
     target = settings.quarantine / drop_id
     storage.ensure_dir(target)
     raw = settings.resolve(raw_path) or Path("")
-    copy_atomic(raw, target / file_name)
     raw_manifest = raw.with_name(raw.name + MANIFEST_SUFFIX)
-    if raw_manifest.exists():
-        copy_atomic(raw_manifest, target / manifest_name)
+    if raw_msisdn is None:
+        copy_atomic(raw, target / file_name)
+        if raw_manifest.exists():
+            copy_atomic(raw_manifest, target / manifest_name)
     reason = one_line(reason)
     _report(target / "report.json", {
         "drop_id": drop_id, "operator": operator, "feed": feed, "file": file_name, "manifest": manifest_name,
         "sha256": sha, "bytes": size, "contract_id": contract_id, "contract_version": contract_version,
         "stage": stage, "reason": reason, "rows_loaded": rows, "failed_rules": failed_rules,
         "quarantined_at": utcnow().isoformat(),
+        **({"raw_msisdn": {**raw_msisdn, "data_deleted": True, "deletion_reason": RAW_MSISDN}} if raw_msisdn else {}),
         "note": "Row numbers count data rows from 1 (header excluded). Values are never reported.",
     })
-    with transaction(connection):
+
+    def record() -> None:
         connection.execute(
             "UPDATE drops SET status = 'quarantined', reason = ?, quarantine_path = ?, raw_path = NULL, validated_at = ?, rows_loaded = ? WHERE drop_id = ?",
             [reason, settings.stored(target), utcnow(), rows, drop_id],
         )
         audit_drop(connection, settings, "drop_quarantined", drop_id, run_id, stage=stage, reason=reason,
-               failed_rules=sorted({item["rule"] for item in failed_rules}))
-    # The quarantine copy is now the only copy we keep of a rejected drop; raw/ holds accepted ones.
-    storage.remove(raw)
-    storage.remove(raw_manifest)
+                   failed_rules=sorted({item["rule"] for item in failed_rules}), data_deleted=raw_msisdn is not None)
+
+    staged = DeletedObject("staging", drop_id, [settings.staging / drop_id], window_start=window_start)
+    if raw_msisdn is not None:
+        raw_copy = DeletedObject("raw_drop", drop_id, [path for path in (raw, raw_manifest) if raw_path], window_start=window_start)
+        delete_certified(settings, connection, [raw_copy, staged], reason=RAW_MSISDN, run_id=run_id, changes=record)
+    else:
+        delete_certified(settings, connection, [staged], reason=QUARANTINED_STAGING, run_id=run_id, changes=record)
+        # The quarantine copy is now the only copy we keep of a rejected drop; raw/ holds accepted ones.
+        storage.remove(raw)
+        storage.remove(raw_manifest)
     shutil.rmtree(settings.staging / drop_id, ignore_errors=True)
     return DropOutcome(drop_id, operator, feed, "quarantined", reason, failed_rules, rows)
 
@@ -109,20 +125,41 @@ def record_duplicate(settings, connection, manifest: Manifest, manifest_name: st
     existing = connection.execute("SELECT count(*) FROM drops WHERE drop_id LIKE ?", [drop_id + "%"]).fetchone()[0]
     duplicate_id = f"{drop_id}_dup{existing}" if existing else drop_id
     reason = f"identical bytes to drop {original_id}"
-    with transaction(connection):
+    size = data_path.stat().st_size
+
+    def record() -> None:
         connection.execute(
             "INSERT INTO drops (drop_id, operator, feed, file_name, manifest_name, sha256, bytes, row_count, window_start, window_end, "
             "delivery, key_id, received_at, contract_version, status, reason, superseded_by, run_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'duplicate', ?, ?, ?)",
-            [duplicate_id, manifest.operator, manifest.feed, manifest.file, manifest_name, sha, data_path.stat().st_size, manifest.row_count,
+            [duplicate_id, manifest.operator, manifest.feed, manifest.file, manifest_name, sha, size, manifest.row_count,
              manifest.window_start, manifest.window_end, manifest.delivery, manifest.key_id, utcnow(), manifest.contract_version,
              reason, original_id, run_id],
         )
         audit_drop(connection, settings, "drop_duplicate", duplicate_id, run_id, original=original_id, sha256=sha)
-    # Its bytes are already kept under the original's raw/ or quarantine/ copy.
-    storage.remove(data_path, missing_ok=False)
-    storage.remove(manifest_path, missing_ok=False)
+
+    if _bytes_kept(connection, original_id):
+        with transaction(connection):
+            record()
+        # Its bytes are already kept under the original's raw/ or quarantine/ copy: a move, not a deletion.
+        storage.remove(data_path, missing_ok=False)
+        storage.remove(manifest_path, missing_ok=False)
+    else:
+        # The original's bytes were deleted (retention, rejection, raw MSISDNs): so are these, with proof.
+        landing = DeletedObject("landing", duplicate_id, [data_path, manifest_path], window_start=manifest.window_start)
+        delete_certified(settings, connection, [landing], reason=DUPLICATE_OF_DELETED, run_id=run_id,
+                         changes=record)
     return DropOutcome(duplicate_id, manifest.operator, manifest.feed, "duplicate", reason)
+
+
+def _bytes_kept(connection, original_id: str) -> bool:
+    """Whether the platform still keeps the bytes of a drop (raw/, or its quarantine copy)."""
+    status, raw_path = connection.execute("SELECT status, raw_path FROM drops WHERE drop_id = ?", [original_id]).fetchone()
+    if status in ("deleted", "rejected"):
+        return False
+    if raw_path is not None or status in ("received", "released"):
+        return True
+    return status == "quarantined" and not _data_deleted_on_arrival(connection, original_id)
 
 
 def quarantine_unroutable(settings: Settings, connection, entry: UnroutableEntry, run_id: str | None) -> DropOutcome | None:
@@ -197,16 +234,39 @@ def _quarantined(connection, drop_id: str, decision: str) -> dict[str, Any]:
     return drop
 
 
+def _quarantine_copies(settings: Settings, drop: dict[str, Any]) -> list[DeletedObject]:
+    """What a decision deletes: every file of the drop's quarantine folder but its reports, and
+    any staged copy. (A symlink that arrived as a data file is unlinked, never followed.)"""
+    folder = settings.resolve(drop["quarantine_path"])
+    copies = []
+    if folder is not None and folder.is_dir():
+        paths = sorted(p for p in folder.iterdir() if not p.name.startswith("report."))
+        copies.append(DeletedObject("quarantine", drop["drop_id"], paths, window_start=drop["window_start"]))
+    copies.append(DeletedObject("staging", drop["drop_id"], [settings.staging / drop["drop_id"]], window_start=drop["window_start"]))
+    return copies
+
+
+def _data_deleted_on_arrival(connection, drop_id: str) -> bool:
+    """A raw-MSISDN drop: its data was deleted (with a certificate) when it arrived."""
+    return connection.execute("SELECT count(*) FROM deletion_certificates WHERE object_id = ? AND policy = ?",
+                              [drop_id, reason_policy(RAW_MSISDN)]).fetchone()[0] > 0
+
+
 def reject_drop(settings: Settings, connection, drop_id: str, reason: str) -> dict[str, Any]:
-    """Record a final rejection; the bytes stay in quarantine until retention deletes them."""
+    """Record a final rejection and delete the drop's quarantined bytes with certificates (a
+    rejected drop is never used again); its report stays in quarantine as history."""
     reason = one_line(reason)
     if not reason:
         raise QuarantineDecisionError("a rejection needs a one-line reason")
     drop = _quarantined(connection, drop_id, "rejected")
-    with transaction(connection):
+
+    def record() -> None:
         connection.execute("UPDATE drops SET status = 'rejected', reason = ? WHERE drop_id = ?",
                            [one_line(f"rejected: {reason}"), drop_id])
         audit_drop(connection, settings, "drop_rejected", drop_id, None, reason=reason, previous_reason=drop["reason"])
+
+    delete_certified(settings, connection, _quarantine_copies(settings, drop), reason=QUARANTINE_REJECTED, run_id=None,
+                     changes=record)
     return drop
 
 
@@ -214,10 +274,14 @@ def release_drop(settings: Settings, connection, drop_id: str) -> tuple[dict[str
     """Put a quarantined drop back in landing (after a contract fix) for validation again.
 
     Data first, manifest last (the landing protocol's definition of a complete drop), then the
-    status change with its audit record; only then does the quarantine copy go (its report
-    stays, renamed, as history). Returns the drop and its manifest path relative to landing.
+    status change with its audit record and the certificates of the quarantine copies, which
+    are deleted after the commit (the report stays, renamed, as history). Returns the drop and
+    its manifest path relative to landing.
     """
     drop = _quarantined(connection, drop_id, "released")
+    if _data_deleted_on_arrival(connection, drop_id):
+        raise QuarantineDecisionError(f"drop {drop_id} carried raw MSISDNs: its data was deleted on arrival (see its "
+                                      "deletion certificate), nothing to release; the operator must pseudonymize and re-drop")
     folder = settings.resolve(drop["quarantine_path"]) or Path("")
     data, manifest = folder / (drop["file_name"] or ""), folder / (drop["manifest_name"] or "")
     if not drop["window_start"] or not drop["manifest_name"] or not data.is_file() or not manifest.is_file():
@@ -227,12 +291,14 @@ def release_drop(settings: Settings, connection, drop_id: str) -> tuple[dict[str
     storage.ensure_dir(landing)
     copy_atomic(data, landing / data.name)
     copy_atomic(manifest, landing / manifest.name)
-    with transaction(connection):
+
+    def record() -> None:
         connection.execute("UPDATE drops SET status = 'released', reason = NULL, quarantine_path = NULL WHERE drop_id = ?",
                            [drop_id])
         audit_drop(connection, settings, "drop_released", drop_id, None, previous_reason=drop["reason"])
-    storage.remove(data)
-    storage.remove(manifest)
+
+    delete_certified(settings, connection, _quarantine_copies(settings, drop), reason=QUARANTINE_RELEASED, run_id=None,
+                     changes=record)
     if (folder / "report.json").exists():
         storage.move(folder / "report.json", folder / "report.released.json")
     return drop, f"{drop['operator']}/{manifest.name}"

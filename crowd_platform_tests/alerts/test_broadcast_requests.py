@@ -160,7 +160,7 @@ def test_request_content_cells_messages_and_privacy(tmp_path, monkeypatch, opera
     assert district[0]["message"]["id"] == ("Kerumunan terdeteksi di sekitar Gambir (kelurahan). Jaga jarak fisik, "
                                            "pakai masker, hindari keramaian.")
     assert district[0]["message"]["en"].startswith("A crowd has been detected around Gambir (urban village).")
-    assert district[0]["crowd_estimate"] == {"value": 3500, "unit": "people", "suppressed_at_or_below_k": False}
+    assert district[0]["crowd_estimate"] == {"value": 3500, "unit": "people", "suppressed": False}
     site = [p for p in kelurahan_opened if p["level"] == "site"]
     # The site's own cells, plus the other operator's neighbouring site; the far site s3 is not warned.
     assert {p["operator"]: p["cell_ids"] for p in site} == {"telkomsel": ["510-10-1-101", "510-10-1-102"],
@@ -206,3 +206,35 @@ def test_retries_on_connection_refused_then_gives_up():
     assert not result.delivered and result.attempts == 3 and result.http_status.startswith("error:")
     assert len(delays) == 2 and all(0 <= delay <= 0.02 for delay in delays)
     assert all(0 <= backoff_delay(n, 0.5, 4.0) <= min(4.0, 0.5 * 2 ** (n - 1)) for n in range(1, 8))
+
+
+def test_one_crowd_over_neighbouring_places_warns_each_cell_once(tmp_path, monkeypatch):
+    """K1 and site s1 (inside K1, same cells) light up in the same windows: one crowd. Each
+    operator's cell gets one opened request from the alerts live together; a later retraction
+    of the first alert leaves out the cells the second still stands behind."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("CROWD_CONFIG", str(tmp_path / "platform.yaml"))
+    crowd = CrowdPlatform(home=str(tmp_path / "home"))
+    together = {index: 3500.0 for index in range(1, WINDOWS)}  # still going at the end: both alerts stay open
+    with crowd.warehouse() as con:
+        seed_reference(con)
+        seed_windows(con, WINDOWS, kelurahan_k1=together, site_s1={index: 400.0 for index in together})
+    with dg.instance_for_test() as instance:
+        _run(crowd, instance, [crowd_alerts])
+        _run(crowd, instance, [broadcast_requests])
+        with crowd.warehouse() as con:
+            alerts = con.execute("SELECT alert_id, level, opened_window FROM crowd_alerts ORDER BY opened_window, alert_id").fetchall()
+            opened = con.execute("SELECT alert_id, operator, cell_ids FROM broadcast_requests WHERE transition = 'opened'").fetchall()
+        assert {level for _, level, _ in alerts} == {"kelurahan", "site"} and alerts[0][2] == alerts[1][2]
+        warned = Counter((operator, cell) for _, operator, cells in opened for cell in cells)
+        assert warned and max(warned.values()) == 1, warned
+        assert {alert_id for alert_id, _, _ in opened} == {alerts[0][0]}  # the second adds no cell of its own
+        # The first alert turns out wrong (retracted); the second still holds: its cells are not cancelled.
+        with crowd.warehouse() as con:
+            con.execute("UPDATE crowd_alerts SET state = 'retracted' WHERE alert_id = ?", [alerts[0][0]])
+        _run(crowd, instance, [broadcast_requests])
+        with crowd.warehouse() as con:
+            cancelled = con.execute("SELECT operator, cell_ids FROM broadcast_requests WHERE transition = 'retracted'").fetchall()
+    assert {operator for operator, _ in cancelled} == {operator for _, operator, _ in opened}
+    assert all(cells == [] for _, cells in cancelled)

@@ -72,10 +72,15 @@ def test_contract_active_period_decides_what_is_expected(settings, tmp_path):
 def test_recorded_and_stamped_on_district_density(settings):
     with connect(settings.warehouse_path) as con:
         _accept(con, "telkomsel", WINDOW)
+        _accept(con, "xl", WINDOW)
+        # xl's drop is here but short (flagged by the volume check): it has data, yet did not report.
+        con.execute("UPDATE drops SET volume_flag = 'rows at 40 % of the usual' WHERE operator = 'xl'")
         con.execute("INSERT INTO district_density (window_start, level, district_code, subscribers, people_estimate) "
                     "VALUES (?, 'kelurahan', 'K1', 10, 21)", [WINDOW])
         summary = record_completeness(con, settings, WINDOW, WINDOW + STEP, "run")
         stamped = con.execute("SELECT completeness FROM district_density").fetchone()[0]
         recorded = con.execute("SELECT count(*) FROM window_completeness").fetchone()[0]
-    assert summary == {"windows_complete": 0, "windows_incomplete": 1}
+    assert summary == {"windows_complete": 0, "windows_incomplete": 1, "operators_expected": 5, "operators_reported_min": 1,
+                       "operators_flagged_short": ["xl"], "operators_missing": ["indosat", "smartfren", "tri", "xl"],
+                       "completeness_min": 0.47}
     assert stamped == pytest.approx(0.47) and recorded == 1

@@ -14,27 +14,35 @@ def grid(n: int = 3) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({"district_code": [f"d{i}" for i in range(n * n)]}, geometry=cells, crs="EPSG:4326")
 
 
-def test_values_of_k_or_less_never_reach_the_colour_scale():
+def test_k_applies_to_the_count_behind_a_value_not_to_the_value():
     codes = grid()["district_code"]
-    values, status = maps.map_values(codes, {"d0": 3.0, "d1": 15.0, "d2": 16.0, "d3": 250.0, "d4": None}, k=15)
-    assert status.tolist() == ["suppressed", "suppressed", "shown", "shown", "suppressed",
+    # d0: a low density over a large district (4 000 people): shown although 3.0 <= k.
+    # d2: a high density over a tiny district (12 people): suppressed although 250.0 > k.
+    # d3: a value with no count: suppressed. d4: no value. d1: 16 people (> 15).
+    densities = {"d0": 3.0, "d1": 40.0, "d2": 250.0, "d3": 90.0, "d4": None}
+    people = {"d0": 4000, "d1": 16, "d2": 12, "d4": 500}
+    values, status = maps.map_values(codes, densities, 15, people)
+    assert status.tolist() == ["shown", "shown", "suppressed", "suppressed", "suppressed",
                                "no data", "no data", "no data", "no data"]
-    assert sorted(values.dropna().tolist()) == [16.0, 250.0]
+    assert sorted(values.dropna().tolist()) == [3.0, 40.0]
 
 
 def test_density_map_renders_png(tmp_path):
     values = {"d0": 3.0, "d1": 15.0, "d2": 16.0, "d3": 250.0, "d4": None}
-    path = maps.density_map(grid(), values, k=15, alert_codes=["d3"], title="test", path=tmp_path / "m.png")
+    people = {"d0": 300, "d1": 10, "d2": 600, "d3": 9000}
+    path = maps.density_map(grid(), values, k=15, alert_codes=["d3"], title="test", path=tmp_path / "m.png",
+                            counts_by_code=people)
     image = matplotlib.image.imread(path)
     assert image.shape[0] > 200 and image.shape[2] in (3, 4)
     # Everything suppressed still renders (legend, hatching), without a colour scale.
-    maps.density_map(grid(), {"d0": 1.0}, k=15, alert_codes=[], title="all suppressed", path=tmp_path / "s.png")
+    maps.density_map(grid(), {"d0": 1.0}, k=15, alert_codes=[], title="all suppressed", path=tmp_path / "s.png",
+                     counts_by_code={"d0": 3})
     assert (tmp_path / "s.png").stat().st_size > 1000
 
 
 def test_density_map_needs_a_path():
     with pytest.raises(ValueError):
-        maps.density_map(grid(), {}, k=15, alert_codes=(), title="", path=None)
+        maps.density_map(grid(), {}, k=15, alert_codes=(), title="", path=None, counts_by_code={})
 
 
 def test_coverage_map_and_markdown(tmp_path):

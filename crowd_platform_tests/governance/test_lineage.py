@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from crowd_platform.cli import main
-from crowd_platform.governance.lineage import TraceError, trace
+from crowd_platform.governance.lineage import TraceError, format_trace, trace, trace_json
+from crowd_platform.publication.alerts import publish_alerts
 from crowd_platform.common.settings import get_settings
 from crowd_platform.common.warehouse import connect
 
@@ -28,15 +29,21 @@ def build_alert_rows(settings) -> None:
             for rule, passed in (("not_empty", True), ("subscriber_key_is_hmac_digest", True), ("unknown_cell_share", drop_id == "drop-a")):
                 con.execute("INSERT INTO check_results VALUES (?, ?, 'duckdb', ?, 100, 0, [], NULL, ?, 'run-ingest')",
                             [drop_id, rule, passed, W0])
-        for offset in (0, 15):
+        for offset, people in ((0, 1915), (15, 2377)):
             window = W0 + timedelta(minutes=offset)
-            con.execute("INSERT INTO district_density VALUES (?, 'kelurahan', '3171010001', 900, 1915, 12000.5, 2, "
-                        "['drop-a', 'drop-b'], 'run-density', 1.0)", [window])
+            con.execute("INSERT INTO district_density VALUES (?, 'kelurahan', '3171010001', 900, ?, 12000.5, 2, "
+                        "['drop-a', 'drop-b'], 'run-density', 1.0)", [window, people])
+        # As published: the first window shown, the second hidden (complementary suppression).
+        con.execute("INSERT INTO district_density_published VALUES (?, 'kelurahan', '3171010001', 1915, 12000.5, false, "
+                    "NULL, 1.0), (?, 'kelurahan', '3171010001', NULL, NULL, true, 'complementary', 1.0)",
+                    [W0, W0 + timedelta(minutes=15)])
         con.execute(
             "INSERT INTO crowd_alerts VALUES ('alert-1', 'kelurahan', '3171010001', 'Gambir', 'escalated', 2, ?, ?, NULL, "
-            "1915, 600, 80, 3.2, 9.5, 1300, 2, ['drop-a', 'drop-b'], ['telkomsel-events@1.0.0', 'xl-events@1.0.0'], "
+            "2377, 743, 80, 3.2, 9.5, 1634, 2, ['drop-a', 'drop-b'], ['telkomsel-events@1.0.0', 'xl-events@1.0.0'], "
             "'abc123def4567890', 'run-alerts', ?)", [W0, W0 + timedelta(minutes=15), W0])
-        con.execute("INSERT INTO alert_transitions VALUES ('alert-1', ?, 'opened', 1915, 3.2, 9.5, 'run-alerts')", [W0])
+        con.execute("INSERT INTO alert_transitions VALUES ('alert-1', ?, 'opened', 1915, 3.2, 9.5, 'run-alerts'), "
+                    "('alert-1', ?, 'escalated', 2377, 3.9, 11.5, 'run-alerts')", [W0, W0 + timedelta(minutes=15)])
+        publish_alerts(con)
         con.execute("INSERT INTO deletion_certificates VALUES ('cert-1', 'raw_drop', 'drop-a', ?, NULL, NULL, 2048, ?, "
                     "'telkomsel-events#retention:events.subscriber_key', '24h', ?, 'unlink+fsync(dir)', 'verified: absent', "
                     "'dagster:daily_retention_schedule', 'run-retention')", [W0, "c" * 64, W0 + timedelta(days=1)])
@@ -53,7 +60,7 @@ def settings(tmp_path, monkeypatch):
 
 def test_trace_follows_alert_to_drops_and_certificates(settings):
     with connect(settings.warehouse_path, read_only=True) as con:
-        result = trace(con, "alert-1", k=15)
+        result = trace(con, "alert-1")
     assert result["windows"] == ["2020-03-31T10:00:00Z", "2020-03-31T10:15:00Z"]
     drops = {d["drop_id"]: d for d in result["drops"]}
     assert drops["drop-a"]["deleted"] and drops["drop-a"]["certificates"][0]["certificate_id"] == "cert-1"
@@ -63,7 +70,15 @@ def test_trace_follows_alert_to_drops_and_certificates(settings):
     assert result["code_versions"] == ["abc123def4567890"]
     assert "telkomsel-events@1.0.0" in result["contract_versions"]
     assert {"run-alerts", "run-density", "run-ingest-drop-a"} <= set(result["run_ids"])
-    assert result["alert"]["observed"] == 1915.0
+    # Every number is the publication's: the last window is hidden there, so it is hidden here too,
+    # and nothing (ratio, z, baseline, excess) is left to give it back.
+    assert result["alert"]["people_estimate"] is None and result["alert"]["evidence_suppressed"]
+    assert [t["people_estimate"] for t in result["transitions"]] == [1915, None]
+    assert [d["people_estimate"] for d in result["density"]] == [1915, None]
+    assert result["density"][1]["suppression"] == "complementary"
+    text = format_trace(result) + trace_json(result)
+    for internal in ("2377", "743", "3.2", "9.5", "1634", "3.9", "11.5"):
+        assert internal not in text
 
 
 def test_trace_unknown_alert(settings):

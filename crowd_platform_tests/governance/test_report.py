@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from crowd_platform.cli import main
 from crowd_platform.common.settings import get_settings
 from crowd_platform.common.warehouse import connect
+from crowd_platform.publication.alerts import publish_alerts
 
 
 def test_report_sections_and_k_anonymity(tmp_path, monkeypatch, capsys):
@@ -28,6 +29,9 @@ def test_report_sections_and_k_anonymity(tmp_path, monkeypatch, capsys):
         con.execute("INSERT INTO crowd_alerts (alert_id, level, place_id, state, severity, opened_window, last_window, "
                     "observed, ratio, drop_ids) VALUES ('alert-9', 'kelurahan', '3171', 'open', 1, ?, ?, 7, 2.5, ['xl-1'])",
                     [start, start])
+        con.execute("INSERT INTO district_density_published VALUES (?, 'kelurahan', '3171', NULL, NULL, true, 'primary', 1.0)",
+                    [start])
+        publish_alerts(con)
         con.execute("INSERT INTO deletion_certificates VALUES ('cert-9', 'raw_drop', 'xl-1', ?, NULL, NULL, 10, ?, "
                     "'xl-events#retention:events.subscriber_key', '24h', ?, 'unlink+fsync(dir)', 'verified: absent', 't', NULL)",
                     [start, "d" * 64, start + timedelta(days=1)])
@@ -44,6 +48,10 @@ def test_report_sections_and_k_anonymity(tmp_path, monkeypatch, capsys):
     assert re.search(r"<td>tri</td><td>≤15</td>", document)
     # tri is hidden, so the next smallest (xl) is hidden too: the total of drops cannot reveal tri.
     assert re.search(r"<td>xl</td><td>hidden\*</td>", document)
-    assert "<td>≤15</td>" in document  # the alert's 7 observed people
+    # The alert's 7 observed people are hidden as the density publication hides them, and no ratio
+    # (2.5) is printed beside anything that would give them back.
+    alert_row = re.search(r"<td>alert-9</td>.*?</tr>", document)
+    assert alert_row and "<td>hidden</td>" in alert_row.group(0) and "2.5" not in alert_row.group(0)
+    assert "<td>7</td>" not in document
     assert "cert-9" in document and "OK: 0 records" in document
     assert main(["audit", "report", "--from", "2020-04-02", "--to", "2020-04-01"]) == 2

@@ -4,13 +4,13 @@ aggregates kept only with --keep-aggregates, and a scan proves no subscriber key
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
 
 from crowd_platform.cli import main
 from crowd_platform.governance.audit_chain import verify_chain
 from crowd_platform.governance.privacy_scan import scan_for_subscriber_values
 from crowd_platform.common.settings import get_settings
 from crowd_platform.common.warehouse import connect
+from crowd_platform.publication.alerts import publish_alerts
 from crowd_platform_tests.support.retention_drops import NEW_WINDOW, OLD_WINDOW, ingest_like
 
 
@@ -31,6 +31,7 @@ def test_sunset_keep_aggregates(tmp_path, monkeypatch, capsys):
         con.execute("INSERT INTO district_density_published VALUES (?, 'kelurahan', '3171', 85, 100, false, NULL, 1.0)", [NEW_WINDOW])
         con.execute("INSERT INTO crowd_alerts (alert_id, level, place_id, state, severity, opened_window, last_window) "
                     "VALUES ('a1', 'kelurahan', '3171', 'closed', 1, ?, ?)", [NEW_WINDOW, NEW_WINDOW])
+        publish_alerts(con)
 
     assert main(["sunset"]) == 2, "--confirm is required"
     assert main(["sunset", "--keep-aggregates", "--confirm"]) == 0
@@ -39,14 +40,17 @@ def test_sunset_keep_aggregates(tmp_path, monkeypatch, capsys):
     assert scan_for_subscriber_values([settings.home], keys) == []
     with connect(settings.warehouse_path, read_only=True) as con:
         counts = {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                  for table in ("bts_presence", "district_density", "district_density_published", "crowd_alerts")}
+                  for table in ("bts_presence", "district_density", "district_density_published", "crowd_alerts",
+                                "crowd_alerts_published")}
         statuses = {row[0] for row in con.execute("SELECT status FROM drops").fetchall()}
         kinds = {row[0] for row in con.execute("SELECT DISTINCT object_kind FROM deletion_certificates").fetchall()}
         actors = {row[0] for row in con.execute("SELECT DISTINCT actor FROM deletion_certificates").fetchall()}
         policies = {row[0] for row in con.execute("SELECT DISTINCT retention_period FROM deletion_certificates").fetchall()}
         assert verify_chain(con, settings.witness).ok
         last_action = con.execute("SELECT action FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()[0]
-    assert counts == {"bts_presence": 0, "district_density": 0, "district_density_published": 1, "crowd_alerts": 1}
+    # --keep-aggregates keeps what was published (the alert publication) and purges the internal evidence.
+    assert counts == {"bts_presence": 0, "district_density": 0, "district_density_published": 1, "crowd_alerts": 0,
+                      "crowd_alerts_published": 1}
     assert statuses == {"deleted"}
     assert {"raw_drop", "lake_partition", "quarantine", "staging", "warehouse_rows"} <= kinds
     assert actors == {"dpo@kominfo.example"} and policies == {"0h"}

@@ -27,7 +27,7 @@ def _tiny_drop(folder, operator, window_start, index):
         "sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload), "row_count": 1,
         "window_start": window_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "window_end": (window_start + timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "delivery": 1, "pseudonymization": {"scheme": "hmac-sha256", "key_id": "k"},
+        "delivery": 1, "pseudonymization": {"scheme": "hmac-sha256", "key_id": f"k-{window_start:%Y%m%d}"},
     }
     (folder / (name + ".manifest.json")).write_text(json.dumps(manifest))
 

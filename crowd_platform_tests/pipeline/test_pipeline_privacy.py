@@ -8,8 +8,6 @@ report is also opened in a real headless Chromium.
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 
 import duckdb
@@ -22,28 +20,25 @@ from crowd_platform_tests.support.ui import browser_page, requires_chromium
 pytestmark = pytest.mark.xdist_group("pipeline")
 
 
-def _input_needles(home) -> list[str]:
-    """Subscriber keys from the published lake files and the MSISDNs of the quarantined drop."""
+def _input_needles(run) -> list[str]:
+    """Subscriber keys from the published lake files, and the MSISDNs of the raw-MSISDN drop (read
+    from landing before processing: the platform deletes that drop's data on arrival)."""
     keys: list[str] = []
-    for path in sorted((home / "lake" / "events").rglob("*.parquet"))[::7]:
+    for path in sorted((run.home / "lake" / "events").rglob("*.parquet"))[::7]:
         column = pq.read_table(path, columns=["subscriber_key"]).column(0).to_pylist()
         keys.extend(column[:: max(1, len(column) // 20)])
-    msisdns: list[str] = []
-    for data in (home / "quarantine").rglob("*"):
-        if data.is_file() and data.suffix == ".parquet":
-            table = pq.read_table(data)
-            msisdns.extend(str(value) for value in table.column(0).to_pylist()[:50])
-        elif data.is_file() and data.name.endswith((".csv", ".csv.gz")) and not data.name.endswith(".json"):
-            raw = data.read_bytes()
-            if data.name.endswith(".gz"):
-                import gzip
-
-                raw = gzip.decompress(raw)
-            rows = list(csv.reader(io.StringIO(raw.decode("utf-8", "replace"))))
-            msisdns.extend(row[0] for row in rows[1:51] if row)
     assert len(set(keys)) > 100, "too few subscriber keys to make the scan meaningful"
-    assert msisdns and all(value.lstrip("+").isdigit() for value in msisdns), "the MSISDN drop was not quarantined"
-    return sorted(set(keys)) + sorted(set(msisdns))
+    assert len(run.raw_msisdns) > 10, "the simulated week has no raw-MSISDN drop"
+    return sorted(set(keys)) + list(run.raw_msisdns)
+
+
+def test_raw_msisdns_are_nowhere_in_the_home(pipeline_home):
+    """No raw phone number is stored anywhere: the drop that carried them is reduced to its report."""
+    hits = scan_for_subscriber_values([pipeline_home.home], list(pipeline_home.raw_msisdns))
+    assert not hits, [(hit.path, hit.where, hit.fingerprint) for hit in hits[:10]]
+    reports = [path for path in (pipeline_home.home / "quarantine").rglob("report.json")
+               if "raw_msisdn" in path.read_text(encoding="utf-8")]
+    assert reports, "the raw-MSISDN drop left no quarantine report"
 
 
 def test_no_subscriber_value_in_dagster_storage_logs_or_outputs(pipeline_home):
@@ -56,7 +51,7 @@ def test_no_subscriber_value_in_dagster_storage_logs_or_outputs(pipeline_home):
         report = write_report(connection, settings, date(2020, 3, 23), date(2020, 3, 28), None)
     finally:
         connection.close()
-    needles = _input_needles(pipeline_home.home)
+    needles = _input_needles(pipeline_home)
     # The scanner must see what it is looking for: the lake itself contains the keys.
     assert scan_for_subscriber_values([pipeline_home.home / "lake"], needles[:50])
     scanned = [pipeline_home.dagster_home, settings.reports, settings.outbox, settings.witness, settings.geo_cache]

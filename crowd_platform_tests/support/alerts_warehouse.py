@@ -14,6 +14,7 @@ from crowd_platform.common import warehouse
 DAY = date(2020, 3, 23)
 T0 = datetime(2020, 3, 23, 3, 0, tzinfo=timezone.utc)  # 10:00 WIB
 STEP = timedelta(minutes=15)
+K = 15  # config/platform.yaml privacy.k_anonymity
 
 DISTRICTS = [
     # code, level, rank, name, parent
@@ -85,6 +86,13 @@ def seed_completeness(con, start: datetime, arrived: tuple[str, ...], expected: 
                  arrived_share / expected_share, not missing, deadline if missing else None])
 
 
+def publish_window(con, start: datetime) -> None:
+    """district_density_published for one window, by the density step's own k-anonymity."""
+    from crowd_platform.density.districts import publish_density
+
+    publish_density(con, K, start, start + timedelta(minutes=15))
+
+
 def seed_windows(con, count: int, kelurahan_k1: dict[int, float] | None = None,
                  site_s1: dict[int, float] | None = None) -> None:
     """Density rows for windows 0..count-1: baseline values except where the test overrides K1 / site s1."""
@@ -104,6 +112,7 @@ def seed_windows(con, count: int, kelurahan_k1: dict[int, float] | None = None,
             con.execute("INSERT INTO district_density (window_start, level, district_code, subscribers, people_estimate, "
                         "operators_reporting, drop_ids) VALUES (?, ?, ?, ?, ?, 2, ?)",
                         [start, level, code, value / 2, value, drops])
+        publish_window(con, start)
         for site, operator in (("telkomsel:s1", "telkomsel"), ("xl:s2", "xl"), ("telkomsel:s3", "telkomsel")):
             value = site_s1.get(index, 100) if site == "telkomsel:s1" else 100
             con.execute("INSERT INTO bts_presence VALUES (?, ?, 'site', ?, ?, 'last', 'seed')",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import re
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 # Gathering injected on the last simulated day (Friday 27 March 2020, Friday prayer at
 # Masjid Istiqlal, Kelurahan Pasar Baru, Kecamatan Sawah Besar): 11:30-13:30 WIB = 04:30-06:30 UTC.
@@ -36,3 +39,20 @@ def window_range(start: str, end: str) -> list[datetime]:
         windows.append(current)
         current += timedelta(minutes=15)
     return windows
+
+
+_MSISDN = re.compile(rb"(?<![0-9])\+?(?:62|0)8[0-9]{7,12}(?![0-9])")
+
+
+def sample_raw_msisdns(landing: Path, limit: int = 200) -> tuple[str, ...]:
+    """Phone numbers in the landing drops (the simulator's ``msisdn`` fault), read before the
+    platform sees them: it deletes such a drop on arrival, so they cannot be read afterwards."""
+    found: list[str] = []
+    for path in sorted(landing.rglob("*")):
+        if not path.is_file() or path.name.endswith(".json"):
+            continue
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        found.extend(match.decode() for match in _MSISDN.findall(raw)[:limit])
+    return tuple(sorted(set(found)))

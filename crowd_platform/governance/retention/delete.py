@@ -7,9 +7,7 @@ on NIST SP 800-88 Rev.1) in the same transaction as the rows it removes.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -23,9 +21,17 @@ import pyarrow.parquet as pq
 from crowd_platform.common import audit
 from crowd_platform.common import storage
 from crowd_platform.common.crashpoints import crash_point
+from crowd_platform.common.erasure import (certificate_row, combined_digest, fsync_directory, insert_certificates,
+                                           new_certificate_id, parquet_rows, remove_path)
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import connect, insert_rows, transaction
-from crowd_platform.governance.audit_chain import PRUNE_ACTION, verify_chain
+from crowd_platform.governance.audit_chain import (
+    PRUNE_ACTION,
+    checkpoint_time,
+    format_recorded_at,
+    read_checkpoints,
+    verify_chain,
+)
 from crowd_platform.governance.retention.plan import Deletion, RetentionOutcome, plan_deletions, resolve
 from crowd_platform.governance.retention.policy import (
     FILE_METHOD,
@@ -36,43 +42,6 @@ from crowd_platform.governance.retention.policy import (
     load_policy,
 )
 from crowd_platform.governance.retention.verify import verify_and_record
-
-
-def fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def content_digest(path: Path) -> tuple[str | None, int]:
-    """sha256 of a file's bytes, or of a folder's (relative name, file sha256) list; total bytes."""
-    if path.is_file():
-        return storage.sha256_and_size(path)
-    if path.is_dir():
-        digest, size = hashlib.sha256(), 0
-        for child in storage.files_under(path):
-            child_sha, child_size = content_digest(child)
-            digest.update(f"{child.relative_to(path)}\0{child_sha}\n".encode())
-            size += child_size
-        return digest.hexdigest(), size
-    return None, 0
-
-
-def remove_path(path: Path) -> None:
-    """Unlink a file or a folder tree, then fsync the parent so the removal is durable.
-
-    On an object store every object under the prefix is deleted (DeleteObjects)."""
-    if not storage.is_local(path):
-        storage.remove_tree(path)
-        return
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-    if path.parent.exists():
-        fsync_directory(path.parent)
 
 
 def _sample_keys(path: Path) -> list[str]:
@@ -187,11 +156,7 @@ def _measure(connection: duckdb.DuckDBPyConnection, planned: list[Deletion]) -> 
         if deletion.table:
             deletion.rows, deletion.content_sha256, deletion.bytes = _rows_digest(connection, deletion)
         else:
-            digests = [content_digest(path) for path in deletion.paths]
-            deletion.bytes = sum(size for _, size in digests)
-            present = [sha for sha, _ in digests if sha]
-            deletion.content_sha256 = (present[0] if len(present) == 1 else
-                                       hashlib.sha256("".join(present).encode()).hexdigest() if present else None)
+            deletion.content_sha256, deletion.bytes = combined_digest(deletion.paths)
 
 
 def _delete_files(planned: list[Deletion], say: Progress) -> None:
@@ -199,7 +164,7 @@ def _delete_files(planned: list[Deletion], say: Progress) -> None:
     for number, deletion in enumerate(d for d in planned if not d.table):
         if deletion.object_kind == "lake_partition":
             deletion.sample_keys = [k for p in deletion.paths for k in _sample_keys(p)]
-            deletion.rows = _parquet_rows(deletion.paths)
+            deletion.rows = parquet_rows(deletion.paths)
         for path in deletion.paths:
             remove_path(path)
             crash_point("retention_deleting")
@@ -232,41 +197,18 @@ def _certify(connection: duckdb.DuckDBPyConnection, planned: list[Deletion], mod
     """A certificate and an audit record per object; verification is filled in after compaction."""
     deleted_at = datetime.now(timezone.utc)
     for deletion in planned:
-        deletion.certificate_id = f"cert-{uuid.uuid4().hex[:20]}"
-    insert_rows(connection, "deletion_certificates", [{
-        "certificate_id": deletion.certificate_id,
-        "object_kind": deletion.object_kind,
-        "object_id": deletion.object_id,
-        "window_start": deletion.window_start,
-        "partition_key": deletion.partition_key,
-        "rows": deletion.rows,
-        "bytes": deletion.bytes,
-        "content_sha256": deletion.content_sha256,
-        "policy": deletion.rule.policy,
-        "retention_period": deletion.rule.period,
-        "deleted_at": deleted_at,
-        "method": ROWS_METHOD if deletion.table else FILE_METHOD,
-        "verification": "pending: compaction",
-        "actor": actor,
-        "run_id": run_id,
-    } for deletion in planned])
+        deletion.certificate_id = new_certificate_id()
+    insert_certificates(connection, [certificate_row(
+        certificate_id=deletion.certificate_id, object_kind=deletion.object_kind, object_id=deletion.object_id,
+        policy=deletion.rule.policy, period=deletion.rule.period, method=ROWS_METHOD if deletion.table else FILE_METHOD,
+        deleted_at=deleted_at, verification="pending: compaction", actor=actor, run_id=run_id,
+        window_start=deletion.window_start, partition_key=deletion.partition_key, rows=deletion.rows,
+        size=deletion.bytes, content_sha256=deletion.content_sha256) for deletion in planned])
     for deletion in planned:
         audit.append(connection, f"{mode}.deleted", purpose=purpose, actor=actor, object_kind=deletion.object_kind,
                      object_id=deletion.object_id, run_id=run_id,
                      details={"certificate_id": deletion.certificate_id, "rows": deletion.rows,
                               "bytes": deletion.bytes, "policy": deletion.rule.policy, "period": deletion.rule.period})
-
-
-def _parquet_rows(paths: list[Path]) -> int | None:
-    """Row count from the Parquet footers (no data read)."""
-    files = [p for p in paths if p.is_file() and p.suffix == ".parquet"]  # local or object store
-    if not files:
-        return None
-    try:
-        return sum(pq.ParquetFile(path if storage.is_local(path) else storage.open_binary(path)).metadata.num_rows
-                   for path in files)
-    except (OSError, pa.ArrowException):
-        return None
 
 
 def _drops_fully_deleted(connection: duckdb.DuckDBPyConnection, settings: Settings, planned: list[Deletion]) -> list[str]:
@@ -286,25 +228,43 @@ def _drops_fully_deleted(connection: duckdb.DuckDBPyConnection, settings: Settin
     return done
 
 
+def _witnessed_prune_limit(settings: Settings, cutoff: datetime) -> int | None:
+    """Highest seq a witness checkpoint older than the cutoff vouches for: verification trusts a
+    prune only through such a seq (governance/audit_chain.py _check_prune)."""
+    seqs = [int(c["last_seq"]) for c in read_checkpoints(settings.witness)
+            if (moment := checkpoint_time(c)) is not None and moment < cutoff]
+    return max(seqs) if seqs else None
+
+
 def _prune_audit_log(connection: duckdb.DuckDBPyConnection, settings: Settings, policy: RetentionPolicy,
                      as_of: datetime, actor: str, purpose: str, run_id: str | None, outcome: RetentionOutcome) -> int | None:
-    """Delete audit records past retention, leaving an audit.pruned record that anchors the chain."""
+    """Delete audit records past retention that a witness checkpoint older than the retention
+    covers, leaving an audit.pruned record that anchors the chain."""
     rule_entry = next((t for t in policy.tables if t.table == "audit_log"), None)
     if rule_entry is None:
         return None
-    cutoff = as_of - timedelta(hours=rule_entry.rule.hours)
+    # Never later than now: the prune record is dated now and verification measures from it.
+    cutoff = min(as_of, datetime.now(timezone.utc)) - timedelta(hours=rule_entry.rule.hours)
     last = connection.execute(
         "SELECT max(seq) FROM audit_log WHERE recorded_at < ?::TIMESTAMPTZ", [cutoff]
     ).fetchone()[0]
     if last is None:
         return None
-    result = verify_chain(connection, settings.witness)
+    witnessed = _witnessed_prune_limit(settings, cutoff)
+    if witnessed is None:
+        outcome.notes.append("audit_log not pruned: no witness checkpoint older than the audit retention covers it")
+        return None
+    last = min(int(last), witnessed)
+    if last < connection.execute("SELECT min(seq) FROM audit_log").fetchone()[0]:
+        return None
+    result = verify_chain(connection, settings.witness, retention_hours=rule_entry.rule.hours)
     if not result.ok:
         # Never erase evidence of tampering by pruning it away.
         outcome.notes.append(f"audit_log not pruned: chain fails at seq {result.first_bad_seq}")
         return None
-    through_hash, count = connection.execute(
-        "SELECT (SELECT record_hash FROM audit_log WHERE seq = ?), count(*) FROM audit_log WHERE seq <= ?", [last, last]
+    through_hash, through_at, count = connection.execute(
+        "SELECT (SELECT record_hash FROM audit_log WHERE seq = ?), (SELECT recorded_at FROM audit_log WHERE seq = ?), "
+        "count(*) FROM audit_log WHERE seq <= ?", [last, last, last]
     ).fetchone()
     connection.execute("DELETE FROM audit_log WHERE seq <= ?", [last])
     certificate_id = f"cert-{uuid.uuid4().hex[:20]}"
@@ -327,6 +287,7 @@ def _prune_audit_log(connection: duckdb.DuckDBPyConnection, settings: Settings, 
     })
     audit.append(connection, PRUNE_ACTION, purpose=purpose, actor=actor, object_kind="warehouse_rows",
                  object_id="audit_log", run_id=run_id,
-                 details={"through_seq": last, "through_hash": through_hash, "records": count, "certificate_id": certificate_id})
+                 details={"through_seq": last, "through_hash": through_hash, "through_recorded_at": format_recorded_at(through_at),
+                          "records": count, "certificate_id": certificate_id})
     outcome.notes.append(f"audit_log pruned through seq {last} ({count} records)")
     return int(last)
