@@ -15,8 +15,10 @@ def register(subparsers) -> None:
     lint = commands.add_parser(
         "lint",
         help="Validate contracts against ODCS and this platform's conventions.",
-        description="Validate every contract (ODCS v3 model, owner, retention, canonical columns mapped, "
-                    "portable regexes, known rules). Prints one line per problem; exit 1 if any.",
+        description="Validate every contract: the official ODCS JSON schema of its apiVersion (vendored in "
+                    "data_contracts/schemas/), the ODCS v3 model, and this platform's rules (owner, retention, "
+                    "canonical columns mapped, portable regexes, known rules). Prints one line per problem "
+                    "(file: path.to.field: message for schema violations); exit 1 if any.",
     )
     lint.add_argument("--dir", type=Path, default=None, help="contracts folder (default: $CROWD_CONTRACTS or data_contracts/)")
     lint.add_argument("files", nargs="*", type=Path, help="lint only these files")

@@ -122,6 +122,20 @@ def _custom_dict(items: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {item["property"]: item.get("value") for item in (items or []) if item.get("property")}
 
 
+def _options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """A column's logicalTypeOptions; ``timezone`` is the zone name its local values are in.
+
+    ODCS v3.1 spells that ``defaultTimezone`` (its ``timezone`` is a boolean: do the values
+    carry their own zone); older contracts put the zone name in ``timezone``. Code reads
+    ``options["timezone"]`` either way."""
+    found = dict(options or {})
+    if isinstance(found.get("defaultTimezone"), str):
+        found["timezone"] = found["defaultTimezone"]
+    elif not isinstance(found.get("timezone"), str):
+        found.pop("timezone", None)
+    return found
+
+
 def _hours(value: Any, unit: str | None, where: str) -> float:
     factor = _UNIT_HOURS.get((unit or "").lower())
     if factor is None:
@@ -154,7 +168,7 @@ def parse_contract(path: Path) -> Contract:
                 required=bool(prop.get("required", False)),
                 classification=prop.get("classification"),
                 tags=tuple(prop.get("tags") or ()),
-                options=dict(prop.get("logicalTypeOptions") or {}),
+                options=_options(prop.get("logicalTypeOptions")),
                 quality=tuple(prop.get("quality") or ()),
                 custom=_custom_dict(prop.get("customProperties")),
                 transform_logic=prop.get("transformLogic"),

@@ -23,6 +23,7 @@ from crowd_platform.density.presence import DensityError, register_geography
 PUBLISH_INPUT_SCHEMA = {
     "window_start": pl.Datetime("us", "UTC"), "level": pl.String, "district_code": pl.String,
     "parent_code": pl.String, "value": pl.Float64, "people_estimate": pl.Int64, "density_per_km2": pl.Float64,
+    "known": pl.Boolean,
 }
 
 
@@ -60,6 +61,12 @@ def publish_density(con: duckdb.DuckDBPyConnection, k: int, start: datetime, end
         "density_per_km2, suppressed, suppression) SELECT window_start, level, district_code, people_estimate, "
         "density_per_km2, suppressed, suppression FROM published_frame"
     )
+    # Remember what was shown, so a later version of these windows keeps it in mind.
+    con.execute(
+        "INSERT INTO district_density_shown SELECT f.window_start, f.level, f.district_code, f.people_estimate "
+        "FROM published_frame AS f WHERE f.people_estimate IS NOT NULL AND NOT EXISTS (SELECT 1 FROM district_density_shown AS s "
+        "WHERE s.window_start = f.window_start AND s.level = f.level AND s.district_code = f.district_code "
+        "AND s.people_estimate = f.people_estimate)")
     con.unregister("published_frame")
     counts = decided["suppression"].value_counts()
     by_kind = dict(zip(counts["suppression"].to_list(), counts["count"].to_list()))

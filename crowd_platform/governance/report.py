@@ -72,7 +72,7 @@ def collect(connection: duckdb.DuckDBPyConnection, settings: Settings, start: da
     params = [lo, hi]
     return {
         "drops": fetch_dicts(connection,
-            "SELECT operator, count(*) AS received, count(*) FILTER (WHERE status = 'quarantined' OR quarantine_path IS NOT NULL) AS quarantined, "
+            "SELECT operator, count(*) AS received, count(*) FILTER (WHERE status <> 'duplicate' AND (status = 'quarantined' OR quarantine_path IS NOT NULL)) AS quarantined, "
             "count(*) FILTER (WHERE status = 'deleted') AS deleted FROM drops "
             "WHERE window_start >= ? AND window_start < ? GROUP BY operator ORDER BY operator", params),
         "checks": fetch_dicts(connection,

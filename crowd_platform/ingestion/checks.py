@@ -26,7 +26,7 @@ from crowd_platform.common.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sq
 
 ASSET_KEY = dg.AssetKey("operator_drops")
 # docs/design.md section 4.1; the contracts' own forbiddenPattern is used when one is declared.
-DEFAULT_MSISDN_PATTERN = r"^(\+?62|0)8[0-9]{7,12}$"
+DEFAULT_MSISDN_PATTERN = r"^(\+?62|0)[ -]?8([ -]?[0-9]){7,12}$"  # with or without separators
 
 CHECK_SPECS = [
     dg.AssetCheckSpec("contract_rules", asset=ASSET_KEY, blocking=True,
@@ -125,7 +125,7 @@ def manifest_matches_check(settings: Settings, con, start: datetime, end: dateti
         rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(path))})").fetchone()[0]
         if rows != manifest.get("row_count"):
             mismatches.append((drop["drop_id"], f"staged rows {rows} != manifest {manifest.get('row_count')}"))
-        if drop["sha256"] != manifest.get("sha256"):
+        if drop["sha256"] != str(manifest.get("sha256") or "").lower():  # hex case is not significant
             mismatches.append((drop["drop_id"], "sha256 differs from manifest"))
     return dg.AssetCheckResult(
         check_name="manifest_matches", passed=not mismatches, severity=dg.AssetCheckSeverity.ERROR,

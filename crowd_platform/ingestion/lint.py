@@ -1,16 +1,78 @@
-"""Contract lint: ODCS validity plus this platform's conventions, one problem per line."""
+"""Contract lint: ODCS validity plus this platform's conventions, one problem per line.
+
+ODCS validity is checked twice: against the official ODCS JSON schema vendored in
+``data_contracts/schemas/`` (the version the contract's ``apiVersion`` declares; what
+``datacontract lint`` checks, including ``unevaluatedProperties``), and by parsing into the ODCS
+pydantic model. Platform-specific settings live under ``customProperties``.
+"""
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from crowd_platform.common.contracts import CANONICAL_EVENT_COLUMNS, Contract, ContractError, parse_contract
+from crowd_platform.common.settings import CONTRACTS_DIR
 from crowd_platform.ingestion.rules import compile_rules, portable_regex_problem
 
 CANONICAL_CELL_COLUMNS = ("cell_id", "lon", "lat", "radio")
 LAYOUT_FORMATS = ("csv", "parquet")
+ODCS_SCHEMAS_DIR = CONTRACTS_DIR / "schemas"  # the official schemas live with the code, not in $CROWD_CONTRACTS
+MAX_MESSAGE = 200
+
+
+def odcs_schema_path(api_version: str) -> Path:
+    """The vendored official JSON schema of an ODCS version (``v3.1.0``)."""
+    return ODCS_SCHEMAS_DIR / f"odcs-json-schema-{api_version}.json"
+
+
+@lru_cache(maxsize=4)
+def _odcs_validator(api_version: str):
+    import jsonschema
+
+    with open(odcs_schema_path(api_version), encoding="utf-8") as handle:
+        schema = json.load(handle)
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def _json_path(document: Any, path) -> str:
+    """``schema.events.properties.subscriber_key.quality[2].dimension``: named items by name."""
+    text, node = "", document
+    for key in path:
+        if isinstance(key, int):
+            item = node[key] if isinstance(node, list) and key < len(node) else None
+            named = isinstance(item, dict) and isinstance(item.get("name"), str) and text.endswith(("schema", "properties"))
+            text += f".{item['name']}" if named else f"[{key}]"
+            node = item
+        else:
+            text += f".{key}" if text else str(key)
+            node = node.get(key) if isinstance(node, dict) else None
+    return text or "(document)"
+
+
+def schema_problems(name: str, document: dict) -> list[str]:
+    """Violations of the official ODCS JSON schema, one line each: ``file: path.to.field: message``."""
+    from jsonschema.exceptions import best_match
+
+    api_version = str(document.get("apiVersion") or "")
+    if not odcs_schema_path(api_version).is_file():
+        known = sorted(path.stem.removeprefix("odcs-json-schema-") for path in ODCS_SCHEMAS_DIR.glob("odcs-json-schema-*.json"))
+        return [f"{name}: apiVersion: {api_version or 'missing'}, no vendored ODCS schema for it (have {', '.join(known)})"]
+    problems: dict[tuple[str, str], None] = {}
+    for error in sorted(_odcs_validator(api_version).iter_errors(document), key=lambda error: [str(k) for k in error.absolute_path]):
+        if error.validator in ("oneOf", "anyOf") and error.context:
+            # The branch closest to the value explains more than "not valid under any of".
+            error = best_match(error.context)
+        where = _json_path(document, error.absolute_path)
+        message = " ".join(error.message.split())
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 3] + "..."
+        problems[(where, message)] = None
+    return [f"{name}: {where}: {message}" for where, message in problems]
 
 
 def _patterns(document: dict) -> list[tuple[str, str]]:
@@ -38,7 +100,7 @@ def lint_contract(path: Path) -> list[str]:
         return [f"{name}: not valid YAML ({str(error).splitlines()[0]})"]
     if not isinstance(document, dict):
         return [f"{name}: not a YAML mapping"]
-    problems: list[str] = []
+    problems = schema_problems(name, document)
     try:
         contract = parse_contract(path)
     except (ContractError, KeyError, TypeError, ValueError) as error:
@@ -91,7 +153,7 @@ def _column_problems(name: str, contract: Contract) -> list[str]:
     if contract.feed == "events" and "event_time" in columns:
         options = columns["event_time"].options
         if not options.get("format") or not options.get("timezone"):
-            problems.append(f"{name}: event_time needs logicalTypeOptions format and timezone")
+            problems.append(f"{name}: event_time needs logicalTypeOptions format and defaultTimezone")
         else:
             try:
                 from zoneinfo import ZoneInfo

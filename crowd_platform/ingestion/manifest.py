@@ -158,9 +158,12 @@ def _check_values(document: dict[str, Any], folder_operator: str) -> None:
         raise ManifestError(f"manifest feed must be one of {', '.join(FEEDS)}")
     if not safe_file_name(document["file"]):
         raise ManifestError("manifest file is not a bare file name (path traversal refused)")
-    sha = document["sha256"]
+    # Hex is case-insensitive: Windows' Get-FileHash prints upper case. Normalised to lower case
+    # (the form the platform computes and stores) before anything compares it.
+    sha = document["sha256"].lower()
     if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
-        raise ManifestError("manifest sha256 is not 64 lowercase hex")
+        raise ManifestError("manifest sha256 is not 64 hex digits")
+    document["sha256"] = sha
     if document["bytes"] < 0 or document["row_count"] < 0:
         raise ManifestError("manifest bytes/row_count must not be negative")
     if document["delivery"] < 1:

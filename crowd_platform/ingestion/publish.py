@@ -13,9 +13,13 @@ from crowd_platform.common.erasure import PUBLISHED_STAGING, DeletedObject, dele
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.crashpoints import crash_point
 
-from crowd_platform.ingestion.drops import (DropOutcome, audit_drop, lake_file, staging_file)
+from crowd_platform.ingestion.drops import (DropOutcome, audit_drop, lake_file, staging_file, utcnow)
+from crowd_platform.ingestion.quarantine import quarantine_drop
 
 log = logging.getLogger(__name__)
+
+CONFLICT_RULE = "delivery_not_conflicting"
+CONFLICT_REASON = "conflicting delivery: another file for this operator, feed, window and delivery number was already accepted"
 
 
 def publish_window(settings: Settings, connection, start: datetime, end: datetime, run_id: str | None) -> list[DropOutcome]:
@@ -34,6 +38,10 @@ def publish_window(settings: Settings, connection, start: datetime, end: datetim
         if not staged.exists() or verdict[0] == 0 or verdict[1] > 0:
             # Never publish without a passing validation record (the blocking check reports it too).
             log.warning("drop %s not published: staging file or passing validation record missing", drop["drop_id"])
+            continue
+        conflict = _conflicting_delivery(connection, drop)
+        if conflict is not None:
+            outcomes.append(_quarantine_conflict(settings, connection, drop, conflict, run_id))
             continue
         target = lake_file(settings, drop)
         # Atomic: a rename on one filesystem, one complete PUT on an object store.
@@ -63,6 +71,29 @@ def publish_window(settings: Settings, connection, start: datetime, end: datetim
         _remove_staging(settings, connection, drop["drop_id"], run_id)
         outcomes.append(DropOutcome(drop["drop_id"], drop["operator"], drop["feed"], "superseded" if newer else "accepted", rows=drop["rows_loaded"]))
     return outcomes
+
+
+def _conflicting_delivery(connection, drop: dict[str, Any]) -> str | None:
+    """An accepted (or since superseded) drop with other bytes under the same operator, feed, window
+    and delivery number: two files claim to be the same delivery, neither may silently replace
+    the other. (Identical bytes never get here: they are recorded as a duplicate on arrival.)"""
+    row = connection.execute(
+        "SELECT drop_id FROM drops WHERE status IN ('accepted', 'superseded') AND operator = ? AND feed = ? AND window_start = ? "
+        "AND delivery = ? AND drop_id <> ? AND sha256 IS DISTINCT FROM ? ORDER BY received_at LIMIT 1",
+        [drop["operator"], drop["feed"], drop["window_start"], drop["delivery"], drop["drop_id"], drop["sha256"]]).fetchone()
+    return row[0] if row else None
+
+
+def _quarantine_conflict(settings: Settings, connection, drop: dict[str, Any], accepted_id: str, run_id: str | None) -> DropOutcome:
+    """The later of two conflicting deliveries goes to quarantine (bytes and report); the accepted one stays."""
+    details = f"delivery {drop['delivery']} of this operator, feed and window is already accepted as drop {accepted_id}"
+    connection.execute(
+        "INSERT INTO check_results VALUES (?, ?, 'manifest', false, NULL, NULL, [], ?, ?, ?)",
+        [drop["drop_id"], CONFLICT_RULE, details, utcnow(), run_id])
+    return quarantine_drop(settings, connection, drop["drop_id"], CONFLICT_REASON, stage="publish",
+                           failed_rules=[{"rule": CONFLICT_RULE, "engine": "manifest", "passed": False, "details": details,
+                                          "conflicts_with": accepted_id}],
+                           run_id=run_id, rows=drop["rows_loaded"])
 
 
 def _lake_object(settings: Settings, loser: dict[str, Any], own_target: Path | None) -> DeletedObject | None:

@@ -56,8 +56,8 @@ def quarantine_drop(
     raw_manifest = raw.with_name(raw.name + MANIFEST_SUFFIX)
     if raw_msisdn is None:
         copy_atomic(raw, target / file_name)
-        if raw_manifest.exists():
-            copy_atomic(raw_manifest, target / manifest_name)
+    if raw_manifest.exists():  # kept even for a raw-MSISDN drop: a manifest holds no subscriber value
+        copy_atomic(raw_manifest, target / manifest_name)
     reason = one_line(reason)
     _report(target / "report.json", {
         "drop_id": drop_id, "operator": operator, "feed": feed, "file": file_name, "manifest": manifest_name,
@@ -121,29 +121,44 @@ def quarantine_before_copy(settings, connection, manifest: Manifest, manifest_pa
 
 def record_duplicate(settings, connection, manifest: Manifest, manifest_name: str, data_path: Path, manifest_path: Path,
                       drop_id: str, original_id: str, sha: str, run_id) -> DropOutcome:
-    """Same bytes as a drop already decided: record it, do not process it twice."""
+    """Same bytes as a drop already decided: record it, do not process it twice.
+
+    Every byte that arrived is kept: the resent data file and its own manifest (which differs
+    from the original's: another name, another created_at...) go to quarantine/<duplicate id>/
+    with a report, unless the original's bytes were deleted (then these go too, with proof)."""
     existing = connection.execute("SELECT count(*) FROM drops WHERE drop_id LIKE ?", [drop_id + "%"]).fetchone()[0]
     duplicate_id = f"{drop_id}_dup{existing}" if existing else drop_id
     reason = f"identical bytes to drop {original_id}"
     size = data_path.stat().st_size
 
-    def record() -> None:
+    def record(quarantine_path: str | None = None) -> None:
         connection.execute(
             "INSERT INTO drops (drop_id, operator, feed, file_name, manifest_name, sha256, bytes, row_count, window_start, window_end, "
-            "delivery, key_id, received_at, contract_version, status, reason, superseded_by, run_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'duplicate', ?, ?, ?)",
+            "delivery, key_id, received_at, contract_version, status, reason, superseded_by, quarantine_path, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'duplicate', ?, ?, ?, ?)",
             [duplicate_id, manifest.operator, manifest.feed, manifest.file, manifest_name, sha, size, manifest.row_count,
              manifest.window_start, manifest.window_end, manifest.delivery, manifest.key_id, utcnow(), manifest.contract_version,
-             reason, original_id, run_id],
+             reason, original_id, quarantine_path, run_id],
         )
-        audit_drop(connection, settings, "drop_duplicate", duplicate_id, run_id, original=original_id, sha256=sha)
+        audit_drop(connection, settings, "drop_duplicate", duplicate_id, run_id, original=original_id, sha256=sha,
+                   kept=quarantine_path is not None)
 
     if _bytes_kept(connection, original_id):
+        target = settings.quarantine / duplicate_id
+        storage.ensure_dir(target)
+        # Files first, report, then the row (a crash before the row leaves a self-describing folder).
+        storage.move(data_path, target / data_path.name)
+        storage.move(manifest_path, target / manifest_path.name)
+        _report(target / "report.json", {
+            "drop_id": duplicate_id, "operator": manifest.operator, "feed": manifest.feed, "file": manifest.file,
+            "manifest": manifest_name, "sha256": sha, "bytes": size, "stage": "receive", "reason": reason,
+            "duplicate_of": original_id, "files": [data_path.name, manifest_path.name],
+            "failed_rules": [{"rule": "not_already_received", "engine": "manifest", "details": reason}],
+            "quarantined_at": utcnow().isoformat(),
+            "note": "An identical resend: not processed again; kept as it arrived (data and its own manifest).",
+        })
         with transaction(connection):
-            record()
-        # Its bytes are already kept under the original's raw/ or quarantine/ copy: a move, not a deletion.
-        storage.remove(data_path, missing_ok=False)
-        storage.remove(manifest_path, missing_ok=False)
+            record(settings.stored(target))
     else:
         # The original's bytes were deleted (retention, rejection, raw MSISDNs): so are these, with proof.
         landing = DeletedObject("landing", duplicate_id, [data_path, manifest_path], window_start=manifest.window_start)

@@ -31,7 +31,16 @@ THRESHOLD_KEYS = (
     "mustBe", "mustNotBe", "mustBeGreaterThan", "mustBeGreaterOrEqualTo", "mustBeGreaterThanOrEqualTo",
     "mustBeLessThan", "mustBeLessOrEqualTo", "mustBeLessThanOrEqualTo", "mustBeBetween", "mustNotBeBetween",
 )
-CUSTOM_RULES = ("row_count_matches_manifest", "event_time_in_window", "event_time_not_future", "unknown_cell_share")
+CUSTOM_RULES = ("row_count_matches_manifest", "event_time_in_window", "event_time_not_future", "unknown_cell_share",
+                "max_rows_per_key")
+# A column declared ``required: true`` gets a rule of this name (unless the contract names one so):
+# a null, empty or blank value is missing.
+REQUIRED_RULE_SUFFIX = "_required"
+REQUIRED_REASON = "missing_required_value"
+BLANK_REGEX = r"^\s*$"
+# Helper columns the GX engine derives (same measure as the DuckDB SQL), never values in results.
+_GX_REQUIRED_PREFIX = "__required__"
+_GX_ROWS_PER_KEY_PREFIX = "__rows_per_key__"
 # Regex features outside the common subset of DuckDB (RE2), Polars (Rust regex) and Python.
 UNPORTABLE_REGEX = re.compile(r"\(\?[=!<]|\(\?<[=!]|\\[1-9]|\(\?P=|\\k<|\(\?>|[*+?}]\+")
 
@@ -40,7 +49,7 @@ UNPORTABLE_REGEX = re.compile(r"\(\?[=!<]|\(\?<[=!]|\\[1-9]|\(\?P=|\\k<|\(\?>|[*
 class RuleSpec:
     name: str
     column: str | None
-    kind: str            # null | pattern | forbidden | valid_set | range | duplicate | row_count | custom rule name
+    kind: str            # null | required | pattern | forbidden | valid_set | range | duplicate | row_count | custom rule name
     params: dict[str, Any]
     threshold: tuple[str, Any]
     measure: str         # rows (unexpected rows) | ratio (unexpected / rows) | count (row count) | diff
@@ -123,10 +132,17 @@ def compile_rules(contract: Contract) -> list[RuleSpec]:
         metric = rule.get("metric")
         if rule.get("type") == "custom":
             implementation = dict(rule.get("implementation") or {})
+            if not any(key in rule for key in THRESHOLD_KEYS):
+                # ODCS custom rules may keep their threshold inside implementation.
+                threshold = _threshold(implementation)
             kind = implementation.get("rule")
             if kind not in CUSTOM_RULES:
                 raise ContractError(f"{contract.contract_id}: rule {name}: unknown custom rule {kind!r}")
             measure = "ratio" if kind == "unknown_cell_share" else ("diff" if kind == "row_count_matches_manifest" else "rows")
+            if kind == "max_rows_per_key":
+                max_rows = implementation.get("max_rows")
+                if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1 or column is None:
+                    raise ContractError(f"{contract.contract_id}: rule {name}: max_rows_per_key needs a column and a positive integer max_rows")
             specs.append(RuleSpec(name, column, kind, implementation, threshold, measure, severity, reason))
         elif metric == "nullValues":
             specs.append(RuleSpec(name, column, "null", {}, threshold, _unit(rule), severity, reason))
@@ -160,12 +176,46 @@ def compile_rules(contract: Contract) -> list[RuleSpec]:
             specs.append(RuleSpec(name, None, "row_count", {}, threshold, "count", severity, reason))
         else:
             raise ContractError(f"{contract.contract_id}: rule {name}: unsupported rule (metric {metric!r}, type {rule.get('type')!r})")
+    specs.extend(_required_specs(contract, specs))
     known = {spec.name for spec in contract.columns}
     for spec in specs:
         for referenced in [spec.column, *spec.params.get("columns", [])]:
             if referenced is not None and referenced not in known:
                 raise ContractError(f"{contract.contract_id}: rule {spec.name}: unknown column {referenced}")
     return specs
+
+
+def _required_specs(contract: Contract, specs: list[RuleSpec]) -> list[RuleSpec]:
+    """``required: true`` enforced: one rule per required column, for what its own rules miss.
+
+    A null is missing, and so is an empty or blank string in a text column. One cause, one rule:
+    nulls are left to the column's nullValues rule if it has one, blanks to a pattern or valid
+    set of its own that already refuses them; a column with both needs no extra rule.
+    """
+    names = {spec.name for spec in specs}
+    extra = []
+    for column in contract.columns:
+        name = f"{column.name}{REQUIRED_RULE_SUFFIX}"
+        if not column.required or name in names:
+            continue
+        own = [spec for spec in specs if spec.column == column.name]
+        nulls = not any(spec.kind == "null" and spec.threshold == ("mustBe", 0) for spec in own)
+        blanks = column.logical_type == "string" and not any(_refuses_blanks(spec) for spec in own)
+        if nulls or blanks:
+            extra.append(RuleSpec(name, column.name, "required", {"nulls": nulls, "blanks": blanks},
+                                  ("mustBe", 0), "rows", "error", REQUIRED_REASON))
+    return extra
+
+
+def _refuses_blanks(spec: RuleSpec) -> bool:
+    """Whether a rule of the column already fails every empty or blank string."""
+    if spec.threshold != ("mustBe", 0):
+        return False
+    if spec.kind == "pattern":
+        return not any(re.search(spec.params["pattern"], blank) for blank in ("", " ", "\t"))
+    if spec.kind == "valid_set":
+        return not any(str(value).strip() == "" for value in spec.params["values"])
+    return False
 
 
 def _value_map(contract: Contract, column: str | None) -> dict[str, str]:
@@ -193,6 +243,11 @@ def _row_condition(spec: RuleSpec, context: RuleContext) -> str | None:
     column = sql_ident(spec.column) if spec.column else None
     if spec.kind == "null":
         return f"{column} IS NULL"
+    if spec.kind == "required":
+        parts = [f"{column} IS NULL"] if spec.params.get("nulls") else []
+        if spec.params.get("blanks"):
+            parts.append(f"({column} IS NOT NULL AND regexp_matches(CAST({column} AS VARCHAR), {sql_literal(BLANK_REGEX)}))")
+        return "(" + " OR ".join(parts) + ")"
     if spec.kind == "pattern":
         return f"{column} IS NOT NULL AND NOT regexp_matches({column}, {sql_literal(spec.params['pattern'])})"
     if spec.kind == "forbidden":
@@ -271,6 +326,8 @@ def run_duckdb_rules(
                     f"(SELECT _row, count(*) OVER (PARTITION BY {keys}) AS copies FROM {source}) WHERE copies > 1"
                 ).fetchone()[0] or [])
             results.append(_result(spec, "duckdb", total, unexpected, examples, context))
+        elif spec.kind == "max_rows_per_key":
+            results.append(_max_rows_per_key_duckdb(connection, source, spec, total, context))
         elif spec.kind == "row_count":
             results.append(_result(spec, "duckdb", total, 0, [], context))
         elif spec.kind == "row_count_matches_manifest":
@@ -290,7 +347,63 @@ def run_duckdb_rules(
             results.append(_result(spec, "duckdb", total, int(row[0]), list(row[1] or []), context))
         else:
             raise ContractError(f"rule {spec.name}: kind {spec.kind} has no DuckDB implementation")
-    return results
+    return skip_dependents(specs, results)
+
+
+def _max_rows_per_key_duckdb(connection: duckdb.DuckDBPyConnection, source: str, spec: RuleSpec, total: int,
+                             context: RuleContext) -> RuleResult:
+    """Rows under keys that carry more than max_rows rows (null keys are the null rules' business)."""
+    key, limit = sql_ident(spec.column), int(spec.params["max_rows"])
+    # One grouping finds whether any key is over the limit; only then are its rows located.
+    over = connection.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {key} IS NOT NULL GROUP BY {key} HAVING count(*) > {limit})"
+    ).fetchone()[0]
+    if not over:
+        return _result(spec, "duckdb", total, 0, [], context)
+    row = connection.execute(
+        f"SELECT count(*), min_by(_row, _row, {MAX_EXAMPLES}) FROM "
+        f"(SELECT _row, count(*) OVER (PARTITION BY {key}) AS copies FROM {source} WHERE {key} IS NOT NULL) WHERE copies > {limit}"
+    ).fetchone()
+    return _result(spec, "duckdb", total, int(row[0]), list(row[1] or []), context)
+
+
+def rule_dependencies(spec: RuleSpec) -> list[str]:
+    """Columns a set-level rule measures over: with values missing there, its verdict means nothing."""
+    if spec.kind == "duplicate":
+        return list(spec.params["columns"])
+    if spec.kind == "unknown_cell_share":
+        # The registry lookup is by cell AND time (a cell's validity period).
+        return [spec.column or "cell_id", "event_time"]
+    if spec.kind == "max_rows_per_key":
+        return [spec.column] if spec.column else []
+    return []
+
+
+def skip_dependents(specs: list[RuleSpec], results: list[RuleResult]) -> list[RuleResult]:
+    """A rule whose columns have missing values (e.g. times that could not be parsed: the column's
+    nullValues rule failed) is reported as not evaluated, so the report names the real cause only
+    (duplicates of null times, unknown cells at no time...) and both engines say the same."""
+    by_name = {spec.name: spec for spec in specs}
+    missing: dict[str, str] = {}  # column -> failed rule that found its values missing
+    for result in results:
+        spec = by_name.get(result.rule)
+        if spec is None or spec.column is None or result.passed or not result.evaluated:
+            continue
+        if spec.kind == "null" or (spec.kind == "required" and spec.params.get("nulls")):
+            missing.setdefault(spec.column, result.rule)
+    if not missing:
+        return results
+    kept = []
+    for result in results:
+        spec = by_name.get(result.rule)
+        blocked = [column for column in (rule_dependencies(spec) if spec else []) if column in missing]
+        if blocked and result.evaluated:
+            column = blocked[0]
+            result = RuleResult(result.rule, result.engine, True, result.element_count, None, [],
+                                f"not evaluated: {column} has missing or unparsable values ({missing[column]} failed)",
+                                evaluated=False)
+        kept.append(result)
+    return kept
 
 
 def _result(spec: RuleSpec, engine: str, total: int, unexpected: int, examples: list[int], context: RuleContext) -> RuleResult:
@@ -338,6 +451,18 @@ def build_gx_suite(specs: list[RuleSpec], context: RuleContext, known_cells: lis
         column = spec.column
         if spec.kind == "null":
             expectation = expectations.ExpectColumnValuesToNotBeNull(column=column)
+        elif spec.kind == "required":
+            if not spec.params.get("blanks"):
+                expectation = expectations.ExpectColumnValuesToNotBeNull(column=column)
+            elif not spec.params.get("nulls"):
+                expectation = expectations.ExpectColumnValuesToNotMatchRegex(column=column, regex=BLANK_REGEX)
+            else:
+                # Derived by run_gx_rules: the column with blank strings as nulls.
+                expectation = expectations.ExpectColumnValuesToNotBeNull(column=_GX_REQUIRED_PREFIX + column)
+        elif spec.kind == "max_rows_per_key":
+            # Derived by run_gx_rules: per row, how many rows its key has (null for a null key).
+            expectation = expectations.ExpectColumnValuesToBeBetween(
+                column=_GX_ROWS_PER_KEY_PREFIX + column, max_value=int(spec.params["max_rows"]))
         elif spec.kind == "pattern":
             expectation = expectations.ExpectColumnValuesToMatchRegex(column=column, regex=spec.params["pattern"])
         elif spec.kind == "forbidden":
@@ -385,6 +510,7 @@ def run_gx_rules(frame, specs: list[RuleSpec], context: RuleContext, known_cells
     for name in frame.columns:
         if str(frame[name].dtype).startswith("datetime64"):
             frame[name] = _to_epoch_us(frame[name])
+    frame = _gx_derived(frame, specs)
     batch_definition = _gx_batch_definition()  # creates the context the suite binds to
     suite, names = build_gx_suite(specs, context, known_cells)
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
@@ -407,7 +533,20 @@ def run_gx_rules(frame, specs: list[RuleSpec], context: RuleContext, known_cells
             results.append(RuleResult(name, "gx", False, total, None, [], "GX raised an exception"))
             continue
         results.append(_result(spec, "gx", total, unexpected, indexes, context))
-    return results
+    return skip_dependents(specs, results)
+
+
+def _gx_derived(frame, specs: list[RuleSpec]):
+    """Helper columns for rules GX has no single expectation for, measured in pandas."""
+    for spec in specs:
+        if spec.kind == "required" and spec.params.get("nulls") and spec.params.get("blanks"):
+            values = frame[spec.column]
+            blank = values.astype("string").str.fullmatch(BLANK_REGEX[1:-1]).fillna(True).astype(bool)
+            frame[_GX_REQUIRED_PREFIX + spec.column] = values.mask(blank)
+        elif spec.kind == "max_rows_per_key":
+            values = frame[spec.column]
+            frame[_GX_ROWS_PER_KEY_PREFIX + spec.column] = values.map(values.value_counts(dropna=True)).astype(float)
+    return frame
 
 
 def _to_epoch_us(series):

@@ -43,8 +43,13 @@ def _suppress(
     parents: dict[tuple[str, str], tuple[str, str] | None],
     values: dict[tuple[str, str], float],
     k: int,
+    known: frozenset[tuple[str, str]] = frozenset(),
 ) -> dict[tuple[str, str], str | None]:
-    """Core algorithm on (level, code) keys; returns key -> suppression kind or None."""
+    """Core algorithm on (level, code) keys; returns key -> suppression kind or None.
+
+    ``known``: cells whose current value an earlier version of this publication already showed
+    (a superseded delivery). Hiding one protects nothing, so for the rules a known cell counts as
+    shown, and it is never chosen as a complementary cell: another one is."""
     status: dict[tuple[str, str], str | None] = {
         key: (None if publishable(values[key], k) else PRIMARY) for key in keys
     }
@@ -54,32 +59,39 @@ def _suppress(
         if parent is not None and parent in status:
             children[parent].append(key)
 
-    def smallest_published(candidates: list[tuple[str, str]]) -> tuple[str, str] | None:
-        published = [key for key in candidates if status[key] is None]
+    def protected(key: tuple[str, str]) -> bool:
+        """Hidden, and not known from an earlier version."""
+        return status[key] is not None and key not in known
+
+    def smallest_hideable(candidates: list[tuple[str, str]]) -> tuple[str, str] | None:
+        shown = [key for key in candidates if status[key] is None and key not in known]
         # Deterministic choice: smallest value, then code, so reruns hide the same cells.
-        return min(published, key=lambda key: (values[key], key)) if published else None
+        return min(shown, key=lambda key: (values[key], key)) if shown else None
+
+    def hide(key: tuple[str, str] | None) -> bool:
+        if key is None or status[key] is not None or key in known:
+            return False
+        status[key] = COMPLEMENTARY
+        return True
 
     changed = True
     while changed:
         changed = False
         for parent, group in children.items():
-            hidden = [key for key in group if status[key] is not None]
+            hidden = [key for key in group if protected(key)]
             if len(group) == 1:
                 # The only child equals its parent: hide both or neither.
                 child = group[0]
-                if status[child] is not None and status[parent] is None:
-                    status[parent], changed = COMPLEMENTARY, True
-                elif status[parent] is not None and status[child] is None:
-                    status[child], changed = COMPLEMENTARY, True
+                if protected(child) and not protected(parent):
+                    changed |= hide(parent)
+                elif protected(parent) and not protected(child):
+                    changed |= hide(child)
                 continue
-            if status[parent] is None and len(hidden) == 1:
-                extra = smallest_published(group)
-                if extra is not None:
-                    status[extra], changed = COMPLEMENTARY, True
-            elif status[parent] is not None and not hidden:
-                extra = smallest_published(group)
-                if extra is not None:
-                    status[extra], changed = COMPLEMENTARY, True
+            if not protected(parent) and len(hidden) == 1:
+                # One hidden child under a visible total: hide a sibling, or else the total.
+                changed |= hide(smallest_hideable(group)) or hide(parent)
+            elif protected(parent) and not hidden:
+                changed |= hide(smallest_hideable(group))
     return status
 
 
@@ -90,7 +102,9 @@ def suppress_hierarchy(rows: pl.DataFrame, k: int) -> pl.DataFrame:
     count that decides; must be additive: a parent equals the sum of its children). A row's
     parent is found by code among the rows of any level. Returns ``rows`` with
     ``published_value`` (null when suppressed) and ``suppression`` ('primary' |
-    'complementary' | null) added, in the input order.
+    'complementary' | null) added, in the input order. An optional boolean column ``known``
+    marks cells an earlier version of the same publication showed with the value they have now
+    (see :func:`_suppress`).
     """
     required = {"level", "district_code", "parent_code", "value"}
     missing = required - set(rows.columns)
@@ -118,7 +132,8 @@ def suppress_hierarchy(rows: pl.DataFrame, k: int) -> pl.DataFrame:
         candidates = [candidate for candidate in by_code.get(parent_code or "", []) if candidate[0] != key[0]]
         parents[key] = candidates[0] if candidates else None
     values = {key: (math.nan if value is None else value) for key, value in zip(keys, raw_values)}
-    status = _suppress(keys, parents, values, k)
+    known = frozenset(key for key, flag in zip(keys, rows["known"].to_list()) if flag) if "known" in rows.columns else frozenset()
+    status = _suppress(keys, parents, values, k, known)
     suppression = [status[key] for key in keys]
     published = [None if kind is not None else value for kind, value in zip(suppression, raw_values)]
     return rows.with_columns(

@@ -33,7 +33,13 @@ from crowd_platform.common.warehouse import connect
 WINDOW = datetime(2020, 3, 31, 1, 0, tzinfo=timezone.utc)
 WINDOW_END = WINDOW + timedelta(minutes=15)
 PARTITION = "2020-03-31-01:00"
-MSISDN_FORMS = {"msisdn_plus62": "+6281234567890", "msisdn_0812": "081234567890", "msisdn_62812": "6281234567890"}
+MSISDN_FORMS = {"msisdn_plus62": "+6281234567890", "msisdn_0812": "081234567890", "msisdn_62812": "6281234567890",
+                # Written with separators (issue 15): still phone numbers, not malformed digests.
+                "msisdn_spaced_plus62": "+62 812-3456-7890", "msisdn_spaced_0812": "0812 3456 7890",
+                "msisdn_hyphen_62": "62-812-3456-7890"}
+# Cases whose times cannot be parsed: the report must name that cause only (issue 15), not the
+# rules that depend on the time (duplicates of null times, unknown cells at no time).
+UNPARSABLE_TIME_CASES = ("unparsable_time", "xl_string_times", "tri_string_times")
 
 
 def _contract(settings, operator, feed="events"):
@@ -70,7 +76,11 @@ def _put(settings, operator, case, payload, rows, *, feed="events", overrides=No
     directory.mkdir(parents=True, exist_ok=True)
     manifest = build_manifest(contract=contract, operator=operator, feed=feed, file_name=name, payload=payload, row_count=rows,
                               window_start=WINDOW, window_end=WINDOW_END, delivery=1, key_id="k-20200331", created_at=WINDOW_END)
-    manifest.update(overrides or {})
+    overrides = dict(overrides or {})
+    upper_sha = overrides.pop("__upper_sha__", False)
+    manifest.update(overrides)
+    if upper_sha:
+        manifest["sha256"] = manifest["sha256"].upper()  # as Windows Get-FileHash prints it
     written = []
     if write_data:
         (directory / name).write_bytes(payload)
@@ -169,6 +179,21 @@ def _xl_string_times(settings):
     return encode_drop(frame, contract), frame.height
 
 
+def _tri_string_times(settings):
+    # Every time unparsable, on an operator whose cell registry is loaded (unknown_cell_share runs).
+    contract = _contract(settings, "tri")
+    frame = to_operator_layout(_events(settings, "tri", seed=23), contract)
+    frame = frame.with_columns(pl.lit("not-a-time").alias(contract.column("event_time").physical_name))
+    return encode_drop(frame, contract), frame.height
+
+
+def _one_subscriber_key(settings):
+    # Broken pseudonymisation: every row hashed from the same value. 850 rows, distinct times.
+    events = canonical_events(_contract(settings, "telkomsel"), WINDOW, 850, seed=31)
+    events = events.with_columns(pl.lit(hashlib.sha256(b"the same value").hexdigest()).alias("subscriber_key"))
+    return _payload(settings, "telkomsel", events)
+
+
 def _bad_cells(settings):
     contract = _contract(settings, "telkomsel", "cells")
     cells = canonical_cells(_contract(settings, "telkomsel")).with_columns(
@@ -209,7 +234,19 @@ ROUTABLE_CASES = [
     ("xl_string_times", "xl", _xl_string_times, {}, "event_time_parsable", "events"),
     ("contract_major_version", "indosat", lambda s: _payload(s, "indosat", _events(s, "indosat", seed=97)), {"contract_version": "2.0.0"}, "contract_version", "events"),
     ("cells_bad_lat", "telkomsel", _bad_cells, {}, "lat_in_indonesia", "cells"),
+    # Issue 15: edge cases found beyond the corpus.
+    ("conflicting_delivery", "telkomsel", lambda s: _payload(s, "telkomsel", _events(s, "telkomsel", seed=55)), {},
+     "conflicting delivery: another file for this operator, feed, window and delivery number was already accepted", "events"),
+    ("empty_event_type", "smartfren", _text_case("smartfren", _replace_first_value(3, "", "|")), {}, "event_type_required", "events"),
+    ("one_subscriber_key", "telkomsel", _one_subscriber_key, {}, "subscriber_key_rows_per_window (broken_pseudonymization)", "events"),
+    ("tri_string_times", "tri", _tri_string_times, {}, "event_time_parsable", "events"),
 ]
+# Good drops that used to be refused: (case, operator, payload builder, manifest overrides).
+# Delivery 2, so each supersedes its operator's good delivery 1 (a higher delivery still does).
+ACCEPTED_CASES = [
+    ("uppercase_sha256", "indosat", lambda s: _payload(s, "indosat", _events(s, "indosat", seed=96)), {"__upper_sha__": True, "delivery": 2}),
+]
+DUPLICATE_OF = {"duplicate_resend": "telkomsel"}  # identical bytes to the operator's good drop, own manifest
 UNROUTABLE_CASES = ["manifest_not_json", "manifest_missing_fields", "unknown_operator", "unaligned_window", "path_traversal",
                     "symlink_data", "non_utf8_name", "wrong_pseudonymization"]
 
@@ -274,9 +311,20 @@ def corpus(tmp_path_factory):
     arrived: dict[str, str] = {}  # content hash -> case
     with connect(settings.warehouse_path) as con:
         register_cells(con, "tri", _contract(settings, "tri"), WINDOW - timedelta(days=1))
+    good_data: dict[str, tuple[bytes, int]] = {}
     for operator, contract in operator_contracts(settings.contracts_dir).items():
-        paths = write_drop(settings.landing, contract, canonical_events(contract, WINDOW, 80), window_start=WINDOW, window_end=WINDOW_END)
+        events = canonical_events(contract, WINDOW, 80)
+        paths = write_drop(settings.landing, contract, events, window_start=WINDOW, window_end=WINDOW_END)
         arrived.update({hashlib.sha256(p.read_bytes()).hexdigest(): f"good_{operator}" for p in paths})
+        good_data[operator] = (next(p for p in paths if not p.name.endswith(".manifest.json")).read_bytes(), events.height)
+    for case, operator, build, overrides in ACCEPTED_CASES:
+        payload, rows = build(settings)
+        for path in _put(settings, operator, case, payload, rows, overrides=overrides):
+            arrived[hashlib.sha256(_content(path)).hexdigest()] = case
+    for case, operator in DUPLICATE_OF.items():
+        payload, rows = good_data[operator]
+        for path in _put(settings, operator, case, payload, rows):
+            arrived[hashlib.sha256(_content(path)).hexdigest()] = case
     for case, operator, build, overrides, _reason, feed in ROUTABLE_CASES:
         payload, rows = build(settings)
         overrides = dict(overrides)
@@ -335,6 +383,9 @@ def test_unroutable_entry_quarantined(corpus, case):
 def test_good_drops_accepted_beside_bad_ones(corpus):
     accepted = {row[1] for row in corpus["drops"] if row[4] == "accepted"}
     assert accepted == set(operator_contracts(corpus["settings"].contracts_dir))
+    redelivered = {operator for _case, operator, *_rest in ACCEPTED_CASES}
+    good = [row for row in corpus["drops"] if row[3] and re.fullmatch(r"[a-z]+_events_20200331T0100Z\.[a-z.]+", row[3])]
+    assert {row[1]: row[4] for row in good} == {operator: "superseded" if operator in redelivered else "accepted" for operator in accepted}
     assert corpus["checks"]["contract_rules"].passed is False
     assert corpus["checks"]["contract_rules"].severity == dg.AssetCheckSeverity.WARN
     assert corpus["checks"]["no_raw_msisdn"].passed and corpus["checks"]["manifest_matches"].passed
@@ -343,7 +394,7 @@ def test_good_drops_accepted_beside_bad_ones(corpus):
 def test_every_byte_kept_and_landing_empty(corpus):
     settings = corpus["settings"]
     kept = _kept_contents(settings)
-    lost = sorted(case for digest, case in corpus["arrived"].items() if digest not in kept)
+    lost = sorted({case for digest, case in corpus["arrived"].items() if digest not in kept})  # data and manifest alike
     # Raw MSISDNs are the one thing never kept: such a drop is cut down to its report, and its
     # bytes are deleted at once with a certificate.
     assert lost == sorted(MSISDN_FORMS)
@@ -377,3 +428,64 @@ def test_engines_agree_on_every_rule(corpus):
     assert len(both) > 100
     disagreements = {key: value for key, value in both.items() if value["gx"] != value["duckdb"]}
     assert disagreements == {}
+
+
+@pytest.mark.parametrize("case,operator,build,overrides", ACCEPTED_CASES, ids=[case[0] for case in ACCEPTED_CASES])
+def test_once_refused_good_drop_accepted(corpus, case, operator, build, overrides):
+    drop_id, _operator, _feed, _file, status, why, _quarantine = _drop_for_case(corpus, case)
+    assert status == "accepted", (case, status, why)
+    assert drop_id.split("_")[-1] == drop_id.split("_")[-1].lower()  # the drop id holds the lower-case digest
+    with connect(corpus["settings"].warehouse_path, read_only=True) as con:
+        superseded = con.execute("SELECT count(*) FROM drops WHERE superseded_by = ? AND status = 'superseded'", [drop_id]).fetchone()[0]
+    assert superseded == 1  # the operator's good delivery 1
+
+
+def test_conflicting_delivery_keeps_the_first(corpus):
+    conflict = _drop_for_case(corpus, "conflicting_delivery")
+    good = [row for row in corpus["drops"] if row[1] == "telkomsel" and row[3] == "telkomsel_events_20200331T0100Z.csv.gz"]
+    assert [row[4] for row in good] == ["accepted"]
+    report = json.loads((corpus["settings"].resolve(conflict[6]) / "report.json").read_text())
+    assert report["stage"] == "publish" and report["failed_rules"][0]["conflicts_with"] == good[0][0]
+    assert sorted(path.name for path in corpus["settings"].resolve(conflict[6]).iterdir()) == sorted(
+        [conflict[3], conflict[3] + ".manifest.json", "report.json"])
+
+
+@pytest.mark.parametrize("case", sorted(DUPLICATE_OF))
+def test_duplicate_kept_with_its_manifest_and_report(corpus, case):
+    drop_id, operator, _feed, file_name, status, why, quarantine_path = _drop_for_case(corpus, case)
+    assert status == "duplicate" and why.startswith("identical bytes to drop ") and "\n" not in why
+    folder = corpus["settings"].resolve(quarantine_path)
+    assert sorted(path.name for path in folder.iterdir()) == sorted([file_name, file_name + ".manifest.json", "report.json"])
+    report = json.loads((folder / "report.json").read_text())
+    assert report["drop_id"] == drop_id and report["reason"] == why
+    original = next(row for row in corpus["drops"] if row[0] == report["duplicate_of"])
+    assert original[1] == DUPLICATE_OF[case] and original[4] == "accepted"
+
+
+@pytest.mark.parametrize("case", UNPARSABLE_TIME_CASES)
+def test_unparsable_times_blame_only_the_time(corpus, case):
+    drop_id, *_rest, why, quarantine_path = _drop_for_case(corpus, case)
+    report = json.loads((corpus["settings"].resolve(quarantine_path) / "report.json").read_text())
+    assert {item["rule"] for item in report["failed_rules"]} == {"event_time_parsable"}, report["failed_rules"]
+    assert why.count(":") == 2 and "event_time_parsable" in why  # 'contract rules failed: event_time_parsable: N rows'
+    skipped = {(rule, engine) for drop, rule, engine, passed in corpus["results"] if drop == drop_id and rule in (
+        "no_duplicate_events", "unknown_cell_share")}
+    with connect(corpus["settings"].warehouse_path, read_only=True) as con:
+        details = con.execute("SELECT rule, engine, passed, details FROM check_results WHERE drop_id = ? AND rule IN "
+                              "('no_duplicate_events', 'unknown_cell_share')", [drop_id]).fetchall()
+    assert details and all(passed and details.startswith("not evaluated") for _rule, _engine, passed, details in details), details
+    if case == "tri_string_times":
+        assert ("unknown_cell_share", "duckdb") in skipped  # tri's registry is loaded: the rule would have run
+
+
+def test_required_and_pseudonymisation_reasons_name_no_value(corpus):
+    for case in ("empty_event_type", "one_subscriber_key"):
+        drop = _drop_for_case(corpus, case)
+        report = json.loads((corpus["settings"].resolve(drop[6]) / "report.json").read_text())
+        failed = {item["rule"] for item in report["failed_rules"] if item["engine"] == "duckdb"}
+        assert failed == {"event_type_required" if case == "empty_event_type" else "subscriber_key_rows_per_window"}
+        assert hashlib.sha256(b"the same value").hexdigest() not in json.dumps(report)
+    one_key = _drop_for_case(corpus, "one_subscriber_key")
+    report = json.loads((corpus["settings"].resolve(one_key[6]) / "report.json").read_text())
+    rule = next(item for item in report["failed_rules"] if item["engine"] == "duckdb")
+    assert rule["unexpected_count"] == 850 and rule["example_rows"] == [1, 2, 3, 4, 5]

@@ -3,6 +3,7 @@ one line per problem, non-zero exit."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -73,3 +74,58 @@ def test_unknown_rule_metric_is_reported(tmp_path):
 def test_lint_bad_input_exits_non_zero_with_one_line(tmp_path, capsys):
     assert main(["contracts", "lint", "--dir", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_every_contract_validates_against_the_vendored_odcs_schema():
+    import jsonschema
+
+    from crowd_platform.ingestion.lint import odcs_schema_path, schema_problems
+
+    paths = sorted(CONTRACTS_DIR.glob("*.yaml"))
+    assert len(paths) >= 7
+    for path in paths:
+        document = yaml.safe_load(path.read_text())
+        schema_file = odcs_schema_path(document["apiVersion"])
+        assert schema_file.is_file(), f"{path.name}: no vendored schema for {document['apiVersion']}"
+        schema = json.loads(schema_file.read_text())
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+        assert schema_problems(path.name, document) == [], path.name
+
+
+def test_non_odcs_dimension_is_reported_in_one_line(tmp_path):
+    document = yaml.safe_load((CONTRACTS_DIR / "telkomsel_events.yaml").read_text())
+    subscriber = next(prop for prop in document["schema"][0]["properties"] if prop["name"] == "subscriber_key")
+    index, rule = next((i, rule) for i, rule in enumerate(subscriber["quality"]) if rule["name"] == "subscriber_key_not_msisdn")
+    rule["dimension"] = "privacy"  # the platform's marker belongs in customProperties, not in the ODCS enum
+    path = tmp_path / "telkomsel_events.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    problems = lint_contract(path)
+    assert problems == [
+        f"telkomsel_events.yaml: schema.events.properties.subscriber_key.quality[{index}].dimension: 'privacy' is not one of "
+        "['accuracy', 'completeness', 'conformity', 'consistency', 'coverage', 'timeliness', 'uniqueness']"
+    ]
+
+
+def test_unknown_fields_and_unknown_api_version_are_reported(tmp_path):
+    document = yaml.safe_load((CONTRACTS_DIR / "xl_events.yaml").read_text())
+    document["servers"][0]["delimiter"] = ","
+    path = tmp_path / "xl_events.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert lint_contract(path) == ["xl_events.yaml: servers[0]: Unevaluated properties are not allowed ('delimiter' was unexpected)"]
+    document["apiVersion"] = "v9.9.9"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert any(problem.startswith("xl_events.yaml: apiVersion: v9.9.9, no vendored ODCS schema") for problem in lint_contract(path))
+
+
+def test_moved_platform_fields_are_read_as_before():
+    """Zone names (ODCS defaultTimezone), custom-rule thresholds (inside implementation) and the
+    privacy marker (a customProperty) keep their meaning."""
+    settings = get_settings()
+    telkomsel = contract_for(settings.contracts_dir, "telkomsel", "events")
+    assert telkomsel.column("event_time").options["timezone"] == "Asia/Jakarta"
+    specs = {spec.name: spec for spec in compile_rules(telkomsel)}
+    assert specs["unknown_cell_share"].threshold == ("mustBeLessOrEqualTo", 0.01)
+    assert specs["event_time_in_window"].threshold == ("mustBe", 0)
+    assert specs["subscriber_key_not_msisdn"].quarantine_reason == "raw_msisdn"
+    rule = next(rule for column, rule in telkomsel.rules() if rule.get("name") == "subscriber_key_not_msisdn")
+    assert {"property": "privacy", "value": True} in rule["customProperties"]

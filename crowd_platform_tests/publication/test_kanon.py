@@ -138,3 +138,62 @@ def test_publishable_and_mask_counts():
     masked = mask_counts({"telkomsel": 100, "xl": 3, "indosat": 40, "tri": 60}, 15)
     assert masked == {"telkomsel": 100, "xl": None, "indosat": None, "tri": 60}
     assert mask_counts({"a": 100, "b": 50}, 15) == {"a": 100, "b": 50}
+
+
+def _versions(rows: pl.DataFrame, changes: dict[str, int]) -> pl.DataFrame:
+    """A second version of ``rows``: some leaves changed (a superseding delivery), parents re-added."""
+    parent_of = dict(zip(rows["district_code"], rows["parent_code"]))
+    leaves = set(rows["district_code"]) - {code for code in parent_of.values() if code}
+    values = {code: float(value) for code, value in zip(rows["district_code"], rows["value"])}
+    for code, value in changes.items():
+        if code in leaves:
+            delta, cursor = value - values[code], code
+            while cursor is not None:
+                values[cursor] += delta
+                cursor = parent_of[cursor]
+    return rows.with_columns(pl.Series("value", [values[code] for code in rows["district_code"]]))
+
+
+@st.composite
+def two_versions(draw):
+    rows, k = draw(hierarchies())
+    codes = rows["district_code"].to_list()
+    changes = draw(st.dictionaries(st.sampled_from(codes), st.integers(0, 3 * k + 5), max_size=3))
+    return rows, _versions(rows, changes), k
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(two_versions())
+def test_no_hidden_cell_recoverable_with_an_earlier_version_in_hand(case):
+    """An attacker kept the first version of a window and reads the second (after a superseding
+    delivery): every value the first showed that is unchanged is known to them. No hidden cell
+    of the second version may be pinned down by the equations over both."""
+    from crowd_platform_tests.support.attacker import recoverable_cells
+
+    first, second, k = case
+    shown_before = {row["district_code"]: row["published_value"] for row in suppress_hierarchy(first, k).iter_rows(named=True)}
+    second = second.with_columns(pl.Series("known", [shown_before[code] is not None and shown_before[code] == value
+                                                     for code, value in zip(second["district_code"], second["value"])]))
+    out = suppress_hierarchy(second, k)
+    level_of = dict(zip(out["district_code"], out["level"]))
+    parents = {(row["level"], row["district_code"]): ((level_of[row["parent_code"]], row["parent_code"]) if row["parent_code"] else None)
+               for row in out.iter_rows(named=True)}
+    known_to_attacker = {(row["level"], row["district_code"]): (row["published_value"] if row["published_value"] is not None
+                                                                  else (row["value"] if row["known"] else None))
+                         for row in out.iter_rows(named=True)}
+    assert recoverable_cells(parents, known_to_attacker) == []
+
+
+def test_a_value_seen_in_an_earlier_version_is_not_the_complementary_cell():
+    """v1 shows K=100, a=40, b=35, c=25. v2 (c redelivered as 10): hiding b, the next smallest, would
+    protect nothing, since b's 35 is already known; a is known too, so the total K is hidden instead."""
+    first = pl.DataFrame({"level": ["kecamatan", "kelurahan", "kelurahan", "kelurahan"],
+                          "district_code": ["K", "a", "b", "c"], "parent_code": [None, "K", "K", "K"],
+                          "value": [100.0, 40.0, 35.0, 25.0]})
+    assert suppress_hierarchy(first, 15)["suppression"].to_list() == [None, None, None, None]
+    second = _versions(first, {"c": 10})
+    naive = dict(zip(second["district_code"], suppress_hierarchy(second, 15)["suppression"]))
+    assert naive == {"K": None, "a": None, "b": "complementary", "c": "primary"}  # c = 85 - 40 - 35 with v1 in hand
+    aware = second.with_columns(pl.Series("known", [False, True, True, False]))
+    kinds = dict(zip(aware["district_code"], suppress_hierarchy(aware, 15)["suppression"]))
+    assert kinds == {"K": "complementary", "a": None, "b": None, "c": "primary"}

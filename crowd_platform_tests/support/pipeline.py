@@ -41,7 +41,8 @@ def window_range(start: str, end: str) -> list[datetime]:
     return windows
 
 
-_MSISDN = re.compile(rb"(?<![0-9])\+?(?:62|0)8[0-9]{7,12}(?![0-9])")
+# Delimited: a run of digits inside a hex digest (a pseudonymised key) is not a phone number.
+_MSISDN = re.compile(rb"(?<![0-9A-Za-z+])\+?(?:62|0)8[0-9]{7,12}(?![0-9A-Za-z])")
 
 
 def sample_raw_msisdns(landing: Path, limit: int = 200) -> tuple[str, ...]:

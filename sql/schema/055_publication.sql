@@ -33,3 +33,12 @@ CREATE TABLE IF NOT EXISTS alert_transitions_published (
     evidence_suppressed BOOLEAN NOT NULL,
     run_id              VARCHAR
 );
+-- Every value district_density_published has shown, per place and window. A later version of a
+-- window (a superseding delivery) must not pick, as a complementary cell, one whose value the
+-- world has already seen: hiding it would protect nothing (publication/kanon.py, ``known``).
+CREATE TABLE IF NOT EXISTS district_density_shown (
+    window_start     TIMESTAMPTZ NOT NULL,
+    level            VARCHAR NOT NULL,
+    district_code    VARCHAR NOT NULL,
+    people_estimate  BIGINT NOT NULL
+);
