@@ -56,7 +56,7 @@ def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
         # Operators' real faults, mixed into the normal week: the platform must take them in stride.
         faults=frozenset(E2E_FAULTS),
     )
-    raw_msisdns = sample_raw_msisdns(settings.landing)
+    raw_msisdns = sample_raw_msisdns(settings.landing, simulated["faults"])
     instance = get_instance(settings)
     summary = process_pending(settings, instance, purpose="test-e2e", actor="pytest", progress=lambda _: None)
     import duckdb

@@ -82,7 +82,7 @@ def load_window_inputs(con: Any, start: datetime, end: datetime, rules: AlertRul
     district_levels = [level for level in rules.levels if level != SITE_LEVEL]
     rows = con.execute(read_sql("alerts/crowd_alerts_observations"),
                        {"start": start, "end": end, "levels": district_levels or ["<none>"],
-                        "include_sites": SITE_LEVEL in rules.levels}).fetchall()
+                        "include_sites": SITE_LEVEL in rules.levels, "local_tz": local_zone.key}).fetchall()
     slots = set(con.execute(read_sql("alerts/crowd_alerts_baseline_slots"),
                             {"start": start, "end": end, "levels": list(rules.levels)}).fetchall())
     readiness = window_readiness(con, start, end, min_share, now)

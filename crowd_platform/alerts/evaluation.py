@@ -19,6 +19,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from crowd_platform.common.calendar import holiday_dates as holiday_dates_between, local_slot
+from crowd_platform.common.settings import DensitySection, get_settings
 from crowd_platform.common.timeutil import parse_utc
 
 GROUND_TRUTH_FIELDS = {"id", "kelurahan_code", "kecamatan_code", "lon", "lat", "start", "end", "people_equivalent"}
@@ -104,8 +106,10 @@ def size_band(people: float) -> str:
 
 def evaluate(alerts: list[Alert], gatherings: list[dict[str, Any]], *, kabkota_of: dict[str, str],
              district_count: int, site_count: int, normal_days: float, holiday_dates: set,
-             window_minutes: int = 15, radius_m: float = 1500.0, late_windows: int = 2) -> dict[str, Any]:
-    """Metrics from alerts and gatherings (pure: the CLI loads the inputs)."""
+             window_minutes: int = 15, radius_m: float = 1500.0, late_windows: int = 2,
+             local_timezone: str = "UTC") -> dict[str, Any]:
+    """Metrics from alerts and gatherings (pure: the CLI loads the inputs). ``holiday_dates`` are
+    local dates in ``local_timezone`` (density.local_timezone, passed on by :func:`load_inputs`)."""
     matched_alerts: set[str] = set()
     per_gathering = []
     for gathering in gatherings:
@@ -137,7 +141,7 @@ def evaluate(alerts: list[Alert], gatherings: list[dict[str, Any]], *, kabkota_o
     latencies = sorted(row["latency_windows"] for row in per_gathering if row["latency_windows"] is not None)
     unmatched = [alert for alert in alerts if alert.alert_id not in matched_alerts]
     normal_unmatched = [alert for alert in unmatched
-                        if (alert.opened_window + timedelta(hours=7)).date() not in holiday_dates]
+                        if local_slot(alert.opened_window, local_timezone)[0] not in holiday_dates]
     district_false = sum(1 for alert in normal_unmatched if alert.level != "site")
     site_false = sum(1 for alert in normal_unmatched if alert.level == "site")
 
@@ -166,15 +170,15 @@ def evaluate(alerts: list[Alert], gatherings: list[dict[str, Any]], *, kabkota_o
 
 
 def load_inputs(con: Any, rules_levels: tuple[str, ...], window_minutes: int, days: set | None = None,
-                area: list[str] | None = None) -> dict[str, Any]:
+                area: list[str] | None = None, calendar: DensitySection | None = None) -> dict[str, Any]:
     """Alerts (with site positions), hierarchy and exposure (evaluated windows) from the warehouse.
 
     ``days`` (UTC dates) keeps alerts opened and windows evaluated on those days; ``area``
     (kecamatan codes or names) counts only the districts of those kecamatan (the kecamatan and
-    their kelurahan) in the per-100-districts denominator.
+    their kelurahan) in the per-100-districts denominator. ``calendar``: the area's time zone and
+    holidays (default: density section of the configuration, get_settings()).
     """
-    import holidays
-
+    calendar = calendar or get_settings().config.density
     alerts = []
     from crowd_platform.common.warehouse import read_sql
 
@@ -205,11 +209,13 @@ def load_inputs(con: Any, rules_levels: tuple[str, ...], window_minutes: int, da
         "SELECT window_start FROM alert_evaluations WHERE evaluated").fetchall()]
     if days is not None:
         windows = [window for window in windows if window.date() in days]
-    local_dates = {(window + timedelta(hours=7)).date() for window in windows}
-    years = sorted({date.year for date in local_dates}) or [2020]
-    holiday_dates = {day for day in holidays.country_holidays("ID", years=years) if day in local_dates}
-    normal_windows = [window for window in windows if (window + timedelta(hours=7)).date() not in holiday_dates]
+    zone = calendar.local_timezone
+    local_dates = {local_slot(window, zone)[0] for window in windows}
+    holiday_dates = set(holiday_dates_between(calendar.holidays_country, min(local_dates), max(local_dates),
+                                              calendar.extra_holidays)) & local_dates if local_dates else set()
+    normal_windows = [window for window in windows if local_slot(window, zone)[0] not in holiday_dates]
     return {"alerts": alerts, "kabkota_of": kabkota_of, "district_count": district_count, "site_count": site_count,
-            "normal_days": len(normal_windows) * window_minutes / (24 * 60), "holiday_dates": holiday_dates}
+            "normal_days": len(normal_windows) * window_minutes / (24 * 60), "holiday_dates": holiday_dates,
+            "local_timezone": zone}
 
 

@@ -2,13 +2,14 @@
 
 Shared by density baselines and by the per-drop volume checks of ingestion: a Saturday's usual
 volume is another Saturday's, not a Tuesday's. Holidays are python-holidays' public holidays of
-the configured country plus configured extra dates (cuti bersama); days are local dates.
+the configured country plus configured extra dates (cuti bersama); days are local dates of the
+configured zone (density.local_timezone, density.holidays_country: never a code default).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -39,3 +40,12 @@ def local_slot(moment: datetime, timezone_name: str) -> tuple[date, int]:
     """The local date and minutes since local midnight of an instant."""
     local = moment.astimezone(ZoneInfo(timezone_name))
     return local.date(), local.hour * 60 + local.minute
+
+
+def local_day_bounds(local_date: date, timezone_name: str) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of a local date: local midnight to the next local midnight (23 or 25
+    hours on a daylight-saving change)."""
+    zone = ZoneInfo(timezone_name)
+    start = datetime.combine(local_date, time(), zone)
+    end = datetime.combine(local_date + timedelta(days=1), time(), zone)
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)

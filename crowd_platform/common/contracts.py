@@ -45,6 +45,21 @@ class ColumnSpec:
     transform_logic: str | None = None
     transform_sources: tuple[str, ...] = ()
 
+    @property
+    def stored(self) -> bool:
+        """False for a column read from the drop but never staged or published
+        (customProperties ``store: false``, data minimisation)."""
+        return self.custom.get("store", True) is not False
+
+    @property
+    def is_constant(self) -> bool:
+        """A column whose every value is the contract's customProperties ``constant``; not in the file."""
+        return "constant" in self.custom
+
+    @property
+    def constant(self) -> Any:
+        return self.custom.get("constant")
+
 
 @dataclass(frozen=True)
 class Contract:
@@ -60,6 +75,11 @@ class Contract:
     custom: dict[str, Any] = field(default_factory=dict)
     owners: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def stored_columns(self) -> tuple[ColumnSpec, ...]:
+        """The columns staged and published (``store: false`` ones are read, then dropped)."""
+        return tuple(column for column in self.columns if column.stored)
 
     def column(self, name: str) -> ColumnSpec:
         for column in self.columns:

@@ -120,6 +120,9 @@ class GeographySection(_Section):
     weight_by_population: bool = False
     cells_reference: Path | None = None
     area_buffer_m: float = Field(1000.0, ge=0)     # cells this close to a district still count as inside
+    # Registry screening box: the bounding box of the configured boundaries grown by this margin;
+    # cells outside it are `outside_area` (and it decides `swapped_lon_lat`). Nothing is hard-coded.
+    bounds_margin_m: float = Field(10_000.0, ge=0)
     move_threshold_m: float = Field(50.0, ge=0)    # a cell moved further than this is a new version
     site_decimals: int = Field(4, ge=0, le=7)      # co-located cells: same rounded lon/lat -> one site
     # co-located sites of all operators within this distance are one physical place (site alerts)
@@ -132,9 +135,31 @@ class DensitySection(_Section):
     baseline_weeks: int = Field(4, ge=1)
     baseline_min_obs: int = Field(3, ge=3)
     baseline_bootstrap_days: int = Field(7, ge=0)  # most recent earlier days of the same day type
-    local_timezone: str = "Asia/Jakarta"
-    holidays_country: str = "ID"
+    # The deployment's area, required (never a code default): its IANA time zone (local days,
+    # time of day, day types) and the python-holidays country of its public holidays.
+    local_timezone: str
+    holidays_country: str
     extra_holidays: tuple[date, ...] = ()  # local dates typed 'holiday' besides python-holidays (cuti bersama)
+
+    @field_validator("local_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Asia/Kathmandu)") from None
+        return value
+
+    @field_validator("holidays_country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        import holidays
+
+        if value not in holidays.list_supported_countries():
+            raise ValueError(f"python-holidays has no country {value!r} (ISO 3166-1 alpha-2, e.g. NP)")
+        return value
 
 
 class AlertsSection(_Section):
@@ -180,7 +205,7 @@ class PlatformConfig(_Section):
     window_minutes: int = Field(15, ge=1, le=60)
     privacy: PrivacyConfig = PrivacyConfig()
     geography: GeographySection
-    density: DensitySection = DensitySection()
+    density: DensitySection  # required: the area's time zone and holiday country
     alerts: AlertsSection = AlertsSection()
     broadcast: BroadcastSection = BroadcastSection()
     ingestion: IngestionSection = IngestionSection()

@@ -72,7 +72,7 @@ def district_density(context: dg.AssetExecutionContext, crowd: CrowdPlatform) ->
 @day_asset(
     deps=["staged_events", "bts_registry", "bts_district_weights", "districts"],
     kinds={"duckdb", "sql"},
-    description="Unique subscribers per district per UTC day at every level, each subscriber counted at most "
+    description="Unique subscribers per district per local day (density.local_timezone) at every level, each subscriber counted at most "
                 "once per district (any-style presence over the day, apportioned by site weights). Internal.",
 )
 def district_presence_daily(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:

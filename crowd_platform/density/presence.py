@@ -15,6 +15,7 @@ import polars as pl
 
 from crowd_platform.common import audit
 from crowd_platform.common import storage
+from crowd_platform.common.calendar import local_day_bounds
 from crowd_platform.common.contracts import operator_contracts
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import fetch_dicts, read_sql, transaction
@@ -112,27 +113,30 @@ def compute_bts_presence(con: duckdb.DuckDBPyConnection, settings: Settings, sta
 
 def compute_district_presence_daily(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
                                     run_id: str | None) -> dict[str, Any]:
-    """Replace district_presence_daily for the UTC days in [start, end), one SQL pass per day."""
+    """Replace district_presence_daily for the days of the partitions [start, end), one SQL pass per
+    day. Day D is the local date D (density.local_timezone): windows from local midnight to the
+    next local midnight, e.g. 17:00 UTC D-1 .. 17:00 UTC D at UTC+7."""
+    zone = settings.config.density.local_timezone
     days = []
     day = start
     while day < end:
-        days.append(day)
+        days.append(day.date())
         day += timedelta(days=1)
     with transaction(con):
         con.execute(read_sql("density/district_presence_daily_delete"),
                     {"first_day": start.date(), "last_day": (end - timedelta(days=1)).date()})
         total_drops = 0
-        for day_start in days:
-            inputs = load_presence_inputs(con, settings, day_start, day_start + timedelta(days=1))
+        for local_date in days:
+            inputs = load_presence_inputs(con, settings, *local_day_bounds(local_date, zone))
             if not inputs:
                 continue
             total_drops += len(inputs)
             register_geography(con, settings, sorted({row["operator"] for row in inputs}))
-            con.execute(read_sql("density/district_presence_daily"), {"day": day_start.date(), "run_id": run_id})
+            con.execute(read_sql("density/district_presence_daily"), {"day": local_date, "run_id": run_id})
         rows = con.execute(
             "SELECT count(*) FROM district_presence_daily WHERE day >= $first AND day < $last",
             {"first": start.date(), "last": end.date()}).fetchone()[0]
-        result = {"days": len(days), "drops": total_drops, "rows": rows}
+        result = {"days": len(days), "drops": total_drops, "rows": rows, "local_timezone": zone}
         audit.append(con, "district_presence_daily.materialize", purpose=settings.purpose, object_kind="day_range",
                      object_id=f"{start.date()}/{end.date()}", run_id=run_id, details=result)
     return result

@@ -39,6 +39,36 @@ def registry_rejects(crowd: CrowdPlatform) -> dg.AssetCheckResult:
     )
 
 
+def _empty_registry_reason(con) -> str | None:
+    """One line on why no cell is open in the registry, or None when some is."""
+    if con.execute("SELECT count(*) FROM bts_registry WHERE valid_to IS NULL").fetchone()[0]:
+        return None
+    drops = con.execute("SELECT count(*) FROM drops WHERE feed = 'cells' AND status = 'accepted'").fetchone()[0]
+    if not drops:
+        return "no accepted cell-list drop of any operator yet: the registry has no cell"
+    rejects = con.execute("SELECT reason, count(*) FROM bts_registry_rejects GROUP BY ALL ORDER BY 2 DESC, 1").fetchall()
+    counts = ", ".join(f"{reason} {count}" for reason, count in rejects) or "none"
+    return (f"no cell of any operator lies inside the configured area ({drops} cell-list drops; "
+            f"rejected rows: {counts}): check geography.levels and the operators' cell lists")
+
+
+@dg.asset_check(
+    asset="bts_registry",
+    description="The registry has at least one current cell: an area whose every cell was rejected (e.g. "
+                "boundaries of another country than the cell lists) has no coverage and would measure nobody.",
+)
+def registry_has_cells(crowd: CrowdPlatform) -> dg.AssetCheckResult:
+    with crowd.warehouse(read_only=True) as con:
+        reason = _empty_registry_reason(con)
+        current = con.execute("SELECT operator, count(*) FROM bts_registry WHERE valid_to IS NULL "
+                              "GROUP BY ALL ORDER BY 1").fetchall()
+    metadata = {"current_cells_by_operator": dg.MetadataValue.json({str(op): int(n) for op, n in current})}
+    if reason:
+        metadata["reason"] = reason
+    return dg.AssetCheckResult(passed=reason is None, severity=dg.AssetCheckSeverity.ERROR, description=reason,
+                               metadata=metadata)
+
+
 @dg.asset_check(
     asset="bts_district_weights",
     blocking=True,
@@ -67,4 +97,4 @@ def weights_sum_to_one(crowd: CrowdPlatform) -> dg.AssetCheckResult:
     )
 
 
-geography_checks = [registry_rejects, weights_sum_to_one]
+geography_checks = [registry_rejects, registry_has_cells, weights_sum_to_one]

@@ -19,8 +19,9 @@ from crowd_platform.common.warehouse import read_sql
 
 from crowd_platform.geography.boundaries import WGS84
 
-# Indonesia's bounding box with a margin (Sabang to Merauke, Miangas to Rote).
-INDONESIA_BBOX = (94.0, -11.5, 141.5, 6.5)
+METRES_PER_DEGREE = 111_320.0  # along a meridian (and the equator), WGS84 mean
+WORLD_BOUNDS = (-180.0, -90.0, 180.0, 90.0)
+OUTSIDE_AREA = "outside_area"
 
 
 def site_id(operator: str, lon: float, lat: float, decimals: int = 4) -> str:
@@ -30,6 +31,18 @@ def site_id(operator: str, lon: float, lat: float, decimals: int = 4) -> str:
 
 def site_ids(operators: Sequence[str], lons: np.ndarray, lats: np.ndarray, decimals: int = 4) -> list[str]:
     return [site_id(o, x, y, decimals) for o, x, y in zip(operators, np.round(lons, decimals), np.round(lats, decimals))]
+
+
+def area_bounds(districts: gpd.GeoDataFrame, margin_m: float) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of the configured boundaries grown by ``margin_m`` metres: the
+    registry's screening box, so a new area needs its boundary files only (no code)."""
+    if districts.empty:
+        raise ValueError("no district boundaries: materialize the districts asset first")
+    west, south, east, north = (float(value) for value in districts.total_bounds)
+    dlat = margin_m / METRES_PER_DEGREE
+    widest = min(max(abs(south), abs(north)) + dlat, 89.0)  # a degree of longitude is shortest there
+    dlon = margin_m / (METRES_PER_DEGREE * np.cos(np.radians(widest)))
+    return (max(west - dlon, -180.0), max(south - dlat, -90.0), min(east + dlon, 180.0), min(north + dlat, 90.0))
 
 
 def outside_area_mask(lons: np.ndarray, lats: np.ndarray, districts: gpd.GeoDataFrame,
@@ -75,15 +88,16 @@ def opencellid_cells(csv_path: Path, contracts_dir: Path) -> pd.DataFrame:
 
 
 def registry_from_opencellid(csv_path: Path, contracts_dir: Path, valid_from: datetime,
-                             decimals: int = 4) -> pd.DataFrame:
+                             decimals: int = 4, bounds: tuple[float, float, float, float] = WORLD_BOUNDS) -> pd.DataFrame:
     """A one-snapshot registry straight from the OpenCelliD reference CSV (benches, demos).
 
-    Duplicated cell ids and impossible coordinates are left out, as in ``bts_registry``.
+    Duplicated cell ids and coordinates outside ``bounds`` (e.g. :func:`area_bounds`; default: the
+    world) or at null island are left out, as in ``bts_registry``.
     """
     cells = opencellid_cells(csv_path, contracts_dir)
     lon, lat = cells["lon"].to_numpy(), cells["lat"].to_numpy()
-    west, south, east, north = INDONESIA_BBOX
-    plausible = (lon >= west) & (lon <= east) & (lat >= south) & (lat <= north)
+    west, south, east, north = bounds
+    plausible = (lon >= west) & (lon <= east) & (lat >= south) & (lat <= north) & ~((lon == 0) & (lat == 0))
     unique = ~cells.duplicated(["operator", "cell_id"], keep=False)
     cells = cells[plausible & unique].reset_index(drop=True)
     cells["site_id"] = site_ids(cells["operator"].tolist(), cells["lon"].to_numpy(), cells["lat"].to_numpy(), decimals)
@@ -94,8 +108,11 @@ def registry_from_opencellid(csv_path: Path, contracts_dir: Path, valid_from: da
 
 
 def sites_of(registry: pd.DataFrame) -> pd.DataFrame:
-    """Distinct sites (site_id, operator, lon, lat) of a registry; coordinates = the site's rounded point."""
+    """Distinct sites (site_id, operator, lon, lat) of a registry; coordinates = the site's rounded point.
+    An empty registry (no valid cell in the area) has no sites: an empty frame, not an error."""
     sites = registry.drop_duplicates("site_id")[["site_id", "operator"]].copy()
+    if sites.empty:
+        return sites.assign(lon=pd.Series(dtype=float), lat=pd.Series(dtype=float)).reset_index(drop=True)
     coordinates = sites["site_id"].str.split(":", n=1).str[1].str.split(",", expand=True).astype(float)
     sites["lon"], sites["lat"] = coordinates[0].values, coordinates[1].values
     return sites.sort_values("site_id").reset_index(drop=True)
@@ -128,9 +145,10 @@ def cell_observations(con: duckdb.DuckDBPyConnection, settings: Settings, drops:
 def screen_cell_drops(con: duckdb.DuckDBPyConnection, settings: Settings, districts: gpd.GeoDataFrame,
                       config) -> tuple[list[tuple], pd.DataFrame]:
     """Cell-list rows with a reject ``reason`` (NULL when accepted): the SQL screen first
-    (sql/geography/bts_registry_screen.sql, first matching reason wins), then cells outside
-    every finest district (beyond ``area_buffer_m``) as ``outside_area``."""
-    west, south, east, north = INDONESIA_BBOX
+    (sql/geography/bts_registry_screen.sql, first matching reason wins; its box is the configured
+    boundaries' bounding box plus ``bounds_margin_m``), then cells outside every finest district
+    (beyond ``area_buffer_m``): both ``outside_area``."""
+    west, south, east, north = area_bounds(districts, config.bounds_margin_m)
     operator_mnc = pd.DataFrame(
         [(operator, mnc) for _, (operator, mnc) in mnc_operators(settings.contracts_dir).items()],
         columns=["operator", "mnc"],
@@ -139,12 +157,12 @@ def screen_cell_drops(con: duckdb.DuckDBPyConnection, settings: Settings, distri
     con.register("cell_observations", cell_observations(con, settings, drops))
     con.register("operator_mnc", operator_mnc)
     screened = con.execute(read_sql("geography/bts_registry_screen"),
-                           {"west": west, "east": east, "south": south, "north": north}).df()
+                           {"west": west, "east": east, "south": south, "north": north, "outside": OUTSIDE_AREA}).df()
     finest = districts[districts["level_rank"] == districts["level_rank"].min()]
     candidates = screened["reason"].isna()
     outside = outside_area_mask(screened.loc[candidates, "lon"].to_numpy(), screened.loc[candidates, "lat"].to_numpy(),
                                 finest, config.area_crs, config.area_buffer_m)
-    screened.loc[screened.index[candidates][outside], "reason"] = "outside_area"
+    screened.loc[screened.index[candidates][outside], "reason"] = OUTSIDE_AREA
     return drops, screened
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from crowd_platform.common.contracts import Contract
+from crowd_platform.common.contracts import ColumnSpec, Contract
 from crowd_platform.ingestion.interrupts import reraise_if_interrupt
 
 UTF8_BOM = codecs.BOM_UTF8
@@ -160,15 +160,30 @@ def _header_fields(head: bytes, contract: Contract) -> tuple[list[str], bool]:
 
 
 def physical_columns(contract: Contract) -> list[str]:
-    """Physical column names the drop must carry, in contract order."""
+    """Physical column names the drop must carry, in contract order (each once).
+
+    Constants are not in the file; ``store: false`` columns are (read, then dropped)."""
     names: list[str] = []
     for spec in contract.columns:
+        if spec.is_constant:
+            continue
         if spec.transform_sources:
-            mapping = spec.custom.get("source_columns") or {}
-            names.extend(str(mapping.get(source, source)) for source in spec.transform_sources)
+            names.extend(_source_physical(contract, spec, source) for source in spec.transform_sources)
         else:
             names.append(spec.physical_name or spec.name)
-    return names
+    return list(dict.fromkeys(names))
+
+
+def _source_physical(contract: Contract, spec: ColumnSpec, source: str) -> str:
+    """Physical name of a transform source: ``source_columns`` mapping, else a declared column of
+    that name (e.g. a ``store: false`` one), else the name itself."""
+    mapping = spec.custom.get("source_columns") or {}
+    if source in mapping:
+        return str(mapping[source])
+    for other in contract.columns:
+        if other.name == source and other is not spec and not other.is_constant and not other.transform_sources:
+            return other.physical_name or other.name
+    return source
 
 
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][\w .-]{0,31}$")
@@ -178,8 +193,11 @@ def _looks_like_column_name(name: str) -> bool:
     return bool(_COLUMN_NAME.match(name)) and sum(character.isdigit() for character in name) <= 3
 
 
-def _column_problem(found: list[str], expected: list[str], delimiter: str) -> str | None:
-    if found == expected:
+def _column_problem(found: list[str], expected: list[str], delimiter: str, ordered: bool = True) -> str | None:
+    """Why the file's columns are not the contract's (None if they are).
+
+    ``ordered``: positional matching (headerless files); with a header, names match in any order."""
+    if found == expected or (not ordered and set(found) == set(expected) and len(found) == len(set(found))):
         return None
     if len(found) == 1 and len(expected) > 1:
         return f"header has one field: wrong delimiter (contract says {delimiter!r})"
@@ -190,19 +208,29 @@ def _column_problem(found: list[str], expected: list[str], delimiter: str) -> st
     if missing:
         parts.append("missing columns: " + ", ".join(missing)[:200])
     if extra:
-        # A headerless file puts a data row here: only name fields that look like column names
-        # (short, few digits), never something that could be a key, a phone number or a time.
-        named = [name for name in extra if _looks_like_column_name(name)]
-        hidden = len(extra) - len(named)
-        text = ", ".join(named)[:200] + (f"{', ' if named else ''}{hidden} unnamed field(s)" if hidden else "")
-        parts.append("unexpected columns: " + text)
+        parts.append("unexpected columns: " + _safe_names(extra))
+    duplicated = [name for name in dict.fromkeys(found) if found.count(name) > 1]
+    if duplicated and not parts:
+        parts.append("duplicate columns: " + _safe_names(duplicated))
     if not parts:
         parts.append("columns in an order different from the contract")
     return "; ".join(parts)
 
 
-def _time_expression(source: str, contract: Contract) -> str:
-    options = contract.column("event_time").options if _has(contract, "event_time") else {}
+def _safe_names(names: list[str]) -> str:
+    """Header fields to name in a reason. A headerless file puts a data row in the header: only
+    name fields that look like column names (short, few digits), never something that could be
+    a key, a phone number or a time."""
+    named = [name for name in names if _looks_like_column_name(name)]
+    hidden = len(names) - len(named)
+    return ", ".join(named)[:200] + (f"{', ' if named else ''}{hidden} unnamed field(s)" if hidden else "")
+
+
+def _time_expression(source: str, spec: ColumnSpec, contract: Contract) -> str:
+    """A timestamp column as UTC: its own format and zone, else event_time's (older contracts)."""
+    options = spec.options
+    if "format" not in options and _has(contract, "event_time"):
+        options = contract.column("event_time").options
     time_format = str(options.get("format", "%Y-%m-%dT%H:%M:%SZ"))
     zone = str(options.get("timezone", "UTC"))
     if time_format == "epoch_ms":
@@ -211,49 +239,96 @@ def _time_expression(source: str, contract: Contract) -> str:
         return f"to_timestamp(TRY_CAST({source} AS DOUBLE))"
     parsed = f"try_strptime(CAST({source} AS VARCHAR), {sql_literal(time_format)})"
     if "%z" in time_format or "%Z" in time_format:
+        # The value carries its own offset (``+07:00``, ``+0700``): an absolute instant.
         return f"CAST({parsed} AS TIMESTAMPTZ)"
     # A naive local time is interpreted in the contract's zone, then converted to UTC.
     return f"timezone({sql_literal(zone)}, CAST({parsed} AS TIMESTAMP))"
+
+
+def _date_expression(source: str, spec: ColumnSpec) -> str:
+    time_format = str(spec.options.get("format", "%Y-%m-%d"))
+    return f"CAST(try_strptime(CAST({source} AS VARCHAR), {sql_literal(time_format)}) AS DATE)"
+
+
+def boolean_spellings(spec: ColumnSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(true, false) spellings of a boolean column, lower case (customProperties
+    ``true_values`` / ``false_values``; default true / false). A YAML boolean (an unquoted
+    ``yes``) counts as true / false."""
+    def spelled(key: str, default: str) -> tuple[str, ...]:
+        values = spec.custom.get(key)
+        if values is None:
+            return (default,)
+        values = values if isinstance(values, list) else [values]
+        return tuple(str(value).strip().lower() for value in values)
+    return spelled("true_values", "true"), spelled("false_values", "false")
+
+
+def _boolean_expression(source: str, spec: ColumnSpec) -> str:
+    """Declared spellings (trimmed, any case) -> true / false; anything else -> NULL."""
+    trues, falses = boolean_spellings(spec)
+    text = f"lower(trim(CAST({source} AS VARCHAR)))"
+    listed = lambda values: ", ".join(sql_literal(value) for value in values)  # noqa: E731
+    return f"(CASE WHEN {text} IN ({listed(trues)}) THEN true WHEN {text} IN ({listed(falses)}) THEN false END)"
+
+
+def _typed_expression(source: str, spec: ColumnSpec, contract: Contract) -> str:
+    """SQL for one column's text (or native) value as its logical type."""
+    if spec.logical_type == "timestamp":
+        return _time_expression(source, spec, contract)
+    if spec.logical_type == "date":
+        return _date_expression(source, spec)
+    if spec.logical_type == "boolean":
+        return _boolean_expression(source, spec)
+    if spec.logical_type in ("number", "double"):
+        # NaN becomes NULL so both engines (pandas treats NaN as null) see the same thing.
+        return f"(CASE WHEN isnan(TRY_CAST({source} AS DOUBLE)) THEN NULL ELSE TRY_CAST({source} AS DOUBLE) END)"
+    if spec.logical_type == "integer":
+        return f"TRY_CAST({source} AS BIGINT)"
+    return f"CAST({source} AS VARCHAR)"
+
+
+def _transform_expression(contract: Contract, spec: ColumnSpec) -> str:
+    """transformLogic like '{mcc}-{mnc}-{lac}-{ci}': each {part} is a source column."""
+    pieces, position = [], 0
+    for match in re.finditer(r"\{(\w+)\}", spec.transform_logic):
+        if match.start() > position:
+            pieces.append(sql_literal(spec.transform_logic[position:match.start()]))
+        physical = _source_physical(contract, spec, match.group(1))
+        pieces.append(f"trim(CAST({sql_ident(physical)} AS VARCHAR))")
+        position = match.end()
+    if position < len(spec.transform_logic):
+        pieces.append(sql_literal(spec.transform_logic[position:]))
+    return " || ".join(pieces)
 
 
 def _has(contract: Contract, name: str) -> bool:
     return any(spec.name == name for spec in contract.columns)
 
 
+def column_expression(contract: Contract, spec: ColumnSpec) -> str:
+    """SQL for one canonical column: a constant, a transform, or a physical column."""
+    if spec.is_constant:
+        value = spec.constant
+        if spec.logical_type == "boolean" and isinstance(value, bool):
+            return "true" if value else "false"
+        return _typed_expression(sql_literal(str(value)), spec, contract)
+    if spec.transform_sources and spec.transform_logic:
+        return _transform_expression(contract, spec)
+    source = sql_ident(spec.physical_name or spec.name)
+    expression = _typed_expression(source, spec, contract)
+    value_map = spec.custom.get("value_map")
+    if value_map and spec.logical_type not in ("timestamp", "date", "boolean", "number", "double", "integer"):
+        cases = " ".join(f"WHEN {sql_literal(code)} THEN {sql_literal(value)}" for code, value in value_map.items())
+        expression = f"(CASE {expression} {cases} ELSE {expression} END)"
+    return expression
+
+
 def canonical_select(contract: Contract) -> str:
-    """SELECT list mapping the operator's physical columns onto canonical columns."""
-    expressions = []
-    for spec in contract.columns:
-        if spec.transform_sources and spec.transform_logic:
-            mapping = spec.custom.get("source_columns") or {}
-            # transformLogic like '{mcc}-{mnc}-{lac}-{ci}': each {part} is a source column.
-            pieces, position = [], 0
-            for match in re.finditer(r"\{(\w+)\}", spec.transform_logic):
-                if match.start() > position:
-                    pieces.append(sql_literal(spec.transform_logic[position:match.start()]))
-                physical = str(mapping.get(match.group(1), match.group(1)))
-                pieces.append(f"trim(CAST({sql_ident(physical)} AS VARCHAR))")
-                position = match.end()
-            if position < len(spec.transform_logic):
-                pieces.append(sql_literal(spec.transform_logic[position:]))
-            expression = " || ".join(pieces)
-        else:
-            source = sql_ident(spec.physical_name or spec.name)
-            if spec.logical_type == "timestamp":
-                expression = _time_expression(source, contract)
-            elif spec.logical_type in ("number", "double"):
-                # NaN becomes NULL so both engines (pandas treats NaN as null) see the same thing.
-                expression = f"(CASE WHEN isnan(TRY_CAST({source} AS DOUBLE)) THEN NULL ELSE TRY_CAST({source} AS DOUBLE) END)"
-            elif spec.logical_type == "integer":
-                expression = f"TRY_CAST({source} AS BIGINT)"
-            else:
-                expression = f"CAST({source} AS VARCHAR)"
-                value_map = spec.custom.get("value_map")
-                if value_map:
-                    cases = " ".join(f"WHEN {sql_literal(code)} THEN {sql_literal(value)}" for code, value in value_map.items())
-                    expression = f"(CASE {expression} {cases} ELSE {expression} END)"
-        expressions.append(f"{expression} AS {sql_ident(spec.name)}")
-    return ", ".join(expressions)
+    """SELECT list mapping the operator's physical columns onto the stored canonical columns.
+
+    ``store: false`` columns are read (the header check, transforms) but never selected, so
+    they never reach staging or the lake."""
+    return ", ".join(f"{column_expression(contract, spec)} AS {sql_ident(spec.name)}" for spec in contract.stored_columns)
 
 
 _LINE_NUMBER = re.compile(r"[Ll]ine:? (\d+)")
@@ -303,7 +378,7 @@ def stage_drop(connection: duckdb.DuckDBPyConnection, data_path: Path, contract:
         temporary.unlink(missing_ok=True)
         raise ParseError("header only, no rows" if file_format == "csv" else "no rows")
     os.replace(temporary, target)
-    return StagedFile(path=target, rows=rows, columns=tuple(spec.name for spec in contract.columns))
+    return StagedFile(path=target, rows=rows, columns=tuple(spec.name for spec in contract.stored_columns))
 
 
 def _parquet_source(connection: duckdb.DuckDBPyConnection, data_path: Path, expected: list[str]) -> str:
@@ -327,8 +402,10 @@ def _csv_source(data_path: Path, contract: Contract, expected: list[str], compre
     delimiter = str(layout.get("delimiter", ","))
     try:
         head = _read_head(data_path, compression)
-        found, _has_bom = _header_fields(head, contract) if layout.get("header", True) else (expected, False)
-        problem = _column_problem(found, expected, delimiter)
+        header = bool(layout.get("header", True))
+        found, _has_bom = _header_fields(head, contract) if header else (expected, False)
+        # With a header, columns match by name in any order; without one, by position.
+        problem = _column_problem(found, expected, delimiter, ordered=not header)
         if problem:
             raise ParseError(problem)
     except ParseError:
@@ -338,12 +415,13 @@ def _csv_source(data_path: Path, contract: Contract, expected: list[str], compre
     options = {
         "delim": sql_literal(delimiter),
         "quote": sql_literal(str(layout.get("quote", '"'))),
-        "header": "true" if layout.get("header", True) else "false",
+        "header": "true" if header else "false",
         "compression": sql_literal("gzip" if compression == "gzip" else "none"),
         "encoding": sql_literal(str(layout.get("encoding", "utf-8"))),
         # Every column as text: the canonical SELECT casts with TRY_*, so a bad value is a
         # counted rule failure (with row numbers), not a reader crash.
-        "columns": "{" + ", ".join(f"{sql_literal(name)}: 'VARCHAR'" for name in expected) + "}",
+        # Named in file order (the header's), so a reordered file maps each value to its column.
+        "columns": "{" + ", ".join(f"{sql_literal(name)}: 'VARCHAR'" for name in found) + "}",
         "auto_detect": "false",
         "strict_mode": "true",
         "null_padding": "false",

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from crowd_platform.common.contracts import CANONICAL_EVENT_COLUMNS, Contract, ContractError, parse_contract
+from crowd_platform.common.contracts import CANONICAL_EVENT_COLUMNS, ColumnSpec, Contract, ContractError, parse_contract
 from crowd_platform.common.settings import CONTRACTS_DIR
 from crowd_platform.ingestion.rules import compile_rules, portable_regex_problem
 
@@ -136,6 +136,63 @@ def _drop_feed_problems(name: str, contract: Contract) -> list[str]:
     if layout.get("compression", "none") not in ("none", "gzip", "snappy", "zstd"):
         problems.append(f"{name}: unsupported layout.compression {layout.get('compression')!r}")
     problems.extend(_column_problems(name, contract))
+    for column in contract.columns:
+        problems.extend(f"{name}: column {column.name}: {problem}" for problem in _layout_option_problems(column, contract))
+    return problems
+
+
+def _layout_option_problems(column: ColumnSpec, contract: Contract) -> list[str]:
+    """The column-level layout options (store, constant, booleans, dates), one problem per line."""
+    problems: list[str] = []
+    store = column.custom.get("store", True)
+    if not isinstance(store, bool):
+        problems.append("store must be true or false")
+    if column.is_constant:
+        if column.physical_name or column.transform_logic or column.transform_sources:
+            problems.append("a constant is not read from the file: drop physicalName / transformLogic")
+        if column.constant is None or isinstance(column.constant, (dict, list)):
+            problems.append("constant must be a single value")
+        if not column.stored:
+            problems.append("a constant that is not stored has no use (store: false)")
+    if not column.stored:
+        problems.extend(_unstored_problems(column, contract))
+    if column.logical_type == "boolean":
+        problems.extend(_boolean_problems(column))
+    elif column.logical_type in ("date", "timestamp"):
+        time_format = str(column.options.get("format", "%Y-%m-%d" if column.logical_type == "date" else "epoch_ms"))
+        if column.logical_type == "date" and "format" not in column.options:
+            problems.append("date column needs logicalTypeOptions format (strftime codes, e.g. %Y-%m-%d)")
+        elif not time_format.startswith("epoch_") and "%" not in time_format:
+            problems.append(f"format {time_format[:40]!r} has no strftime code (write %Y-%m-%d, not yyyy-MM-dd)")
+    return problems
+
+
+def _unstored_problems(column: ColumnSpec, contract: Contract) -> list[str]:
+    """A ``store: false`` column must not be one that staging, rules or consumers need."""
+    problems: list[str] = []
+    canonical = CANONICAL_EVENT_COLUMNS if contract.feed == "events" else CANONICAL_CELL_COLUMNS
+    if column.name in canonical or column.required:
+        problems.append("store: false on a canonical or required column (it would never reach the lake)")
+    if column.quality:
+        problems.append("store: false column has quality rules; rules run on staged data, which does not hold it")
+    for rule in contract.table_quality:
+        if column.name in [str(value) for value in (rule.get("arguments") or {}).get("properties") or []]:
+            problems.append(f"store: false column is used by table rule {rule.get('name')}")
+    return problems
+
+
+def _boolean_problems(column: ColumnSpec) -> list[str]:
+    """A boolean column declares its spellings, each once, and quoted (YAML reads yes/no as booleans)."""
+    trues, falses = column.custom.get("true_values"), column.custom.get("false_values")
+    if trues is None or falses is None:
+        return ["boolean column needs customProperties true_values and false_values (e.g. ['1', 'Y'] and ['0', 'N'])"]
+    spelled = [value for values in (trues, falses) for value in (values if isinstance(values, list) else [values])]
+    problems = []
+    if any(isinstance(value, bool) for value in spelled):
+        problems.append("a true_values / false_values spelling is a YAML boolean: quote it ('yes', 'no')")
+    lowered = [str(value).strip().lower() for value in spelled]
+    if len(lowered) != len(set(lowered)):
+        problems.append("a spelling is listed twice (or in both true_values and false_values)")
     return problems
 
 
@@ -148,8 +205,8 @@ def _column_problems(name: str, contract: Contract) -> list[str]:
         column = columns.get(canonical)
         if column is None:
             problems.append(f"{name}: canonical column {canonical} is not mapped")
-        elif not (column.physical_name or (column.transform_logic and column.transform_sources)):
-            problems.append(f"{name}: column {canonical} has neither physicalName nor transformLogic + transformSourceObjects")
+        elif not (column.physical_name or column.is_constant or (column.transform_logic and column.transform_sources)):
+            problems.append(f"{name}: column {canonical} has neither physicalName, transformLogic + transformSourceObjects nor a constant")
     if contract.feed == "events" and "event_time" in columns:
         options = columns["event_time"].options
         if not options.get("format") or not options.get("timezone"):

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from crowd_platform.common import storage
-from crowd_platform.common.contracts import Contract
+from crowd_platform.common.contracts import ColumnSpec, Contract
 
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -38,32 +38,55 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _format_times(column: pl.Expr, contract: Contract) -> pl.Expr:
-    options = contract.column("event_time").options
+def _format_times(column: pl.Expr, contract: Contract, spec: ColumnSpec | None = None) -> pl.Expr:
+    options = spec.options if spec is not None and "format" in spec.options else contract.column("event_time").options
     time_format = options.get("format", "%Y-%m-%dT%H:%M:%SZ")
     zone = options.get("timezone", "UTC")
     if time_format == "epoch_ms":
         return column.dt.epoch("ms")
+    if time_format == "epoch_s":
+        return column.dt.epoch("s")
     return column.dt.convert_time_zone(zone).dt.strftime(time_format)
 
 
+def _physical_value(events: pl.DataFrame, spec: ColumnSpec, contract: Contract) -> pl.Expr:
+    """One canonical column written the way the contract says the file spells it."""
+    if spec.name not in events.columns:
+        return pl.lit(None, dtype=pl.Utf8)  # e.g. a store: false column the caller did not supply
+    column = pl.col(spec.name)
+    if spec.logical_type == "timestamp":
+        return _format_times(column, contract, spec)
+    if spec.logical_type == "date":
+        return column.dt.strftime(str(spec.options.get("format", "%Y-%m-%d")))
+    if spec.logical_type == "boolean":
+        trues, falses = spec.custom.get("true_values", ["true"]), spec.custom.get("false_values", ["false"])
+        first = lambda values: str((values if isinstance(values, list) else [values])[0])  # noqa: E731
+        return pl.when(column).then(pl.lit(first(trues))).when(column.not_()).then(pl.lit(first(falses)))
+    if spec.custom.get("value_map"):
+        inverse = {canonical: code for code, canonical in spec.custom["value_map"].items()}
+        return column.replace_strict(inverse, default=column)
+    return column
+
+
 def to_operator_layout(events: pl.DataFrame, contract: Contract) -> pl.DataFrame:
-    """Canonical columns -> the operator's physical columns, in contract order."""
-    expressions: list[pl.Expr] = []
+    """Canonical columns -> the operator's physical columns, in contract order.
+
+    Constants are not written (the contract supplies them); a ``store: false`` column is
+    written from ``events`` when it has one, else empty."""
+    expressions: dict[str, pl.Expr] = {}
     for spec in contract.columns:
+        if spec.is_constant:
+            continue
         if spec.name == "cell_id" and spec.transform_sources:
             parts = pl.col("cell_id").str.split_exact("-", 3)
+            mapping = spec.custom.get("source_columns") or {}
             for index, source in enumerate(spec.transform_sources):
-                expressions.append(parts.struct.field(f"field_{index}").alias(source))
+                name = str(mapping.get(source, source))
+                expressions[name] = parts.struct.field(f"field_{index}").alias(name)
             continue
-        column = pl.col(spec.name)
-        if spec.name == "event_time":
-            column = _format_times(column, contract)
-        elif spec.name == "event_type" and spec.custom.get("value_map"):
-            inverse = {canonical: code for code, canonical in spec.custom["value_map"].items()}
-            column = column.replace_strict(inverse, default=column)
-        expressions.append(column.alias(spec.physical_name or spec.name))
-    return events.select(expressions)
+        name = spec.physical_name or spec.name
+        expressions.setdefault(name, _physical_value(events, spec, contract).alias(name))
+    return events.select(list(expressions.values()))
 
 
 def encode_drop(frame: pl.DataFrame, contract: Contract, *, compresslevel: int = 6) -> bytes:

@@ -93,10 +93,17 @@ def test_matching_by_place_level_distance_and_time():
 
 def test_holiday_alerts_are_not_counted_as_normal_day_false_alerts():
     alert = Alert("a", "kelurahan", "K2", window(2))
-    local_day = (window(2) + timedelta(hours=7)).date()
+    local_day = (window(2) + timedelta(hours=7)).date()  # WIB
     common = dict(kabkota_of={}, district_count=100, site_count=10, normal_days=1.0)
     assert evaluate([alert], [], holiday_dates=set(), **common)["false_alerts"]["per_100_districts_per_normal_day"] == 1.0
     assert evaluate([alert], [], holiday_dates={local_day}, **common)["false_alerts"]["districts"] == 0
+    # Holidays are local dates of the configured zone: 18:30 UTC is already the next day in
+    # Jakarta (01:30) and Kathmandu (00:15), not yet in UTC.
+    evening = Alert("b", "kelurahan", "K2", window(0).replace(hour=18, minute=30))
+    next_day = evening.opened_window.date() + timedelta(days=1)
+    for zone, counted in (("Asia/Jakarta", 0), ("Asia/Kathmandu", 0), ("UTC", 1)):
+        report = evaluate([evening], [], holiday_dates={next_day}, local_timezone=zone, **common)
+        assert report["false_alerts"]["districts"] == counted, zone
 
 
 def test_evaluate_cli_day_and_area_filters(home, capsys):

@@ -11,7 +11,7 @@ import holidays
 import pytest
 
 from crowd_platform.density.assets import DENSITY_ASSETS, density_baseline
-from crowd_platform.common.calendar import holiday_dates
+from crowd_platform.common.calendar import day_type, holiday_dates, local_day_bounds, local_slot
 from crowd_platform.density.baseline import compute_density_baseline
 from crowd_platform.density.checks import density_baseline_enough_observations
 from crowd_platform.common.resources import CrowdPlatform
@@ -239,3 +239,18 @@ def test_existing_warehouse_gains_the_day_type_column(tmp_path: Path):
     assert compute_day(tmp_path, DAY)[("C", 600)] == (9.0, 1.0, 3, "bootstrap", "weekday")
     with connect(settings.warehouse_path) as con:
         assert con.execute("SELECT day_type FROM density_baseline WHERE run_id = 'old'").fetchall() == [(None,)]
+
+
+def test_time_zone_is_configuration_kathmandu(tmp_path: Path):
+    """Asia/Kathmandu (UTC+5:45): Friday 18:00 UTC is Friday 23:45 local, a weekday slot 1425."""
+    assert local_slot(DAY + timedelta(hours=18), "Asia/Kathmandu") == (date(2020, 4, 24), 1425)
+    assert local_slot(DAY + timedelta(hours=18, minutes=30), "Asia/Kathmandu") == (date(2020, 4, 25), 15)
+    assert local_slot(DAY + timedelta(hours=18), "Asia/Jakarta") == (date(2020, 4, 25), 60)
+    assert day_type(date(2020, 4, 25), "NP") == "saturday"
+    assert local_day_bounds(date(2020, 4, 24), "Asia/Kathmandu") == (
+        datetime(2020, 4, 23, 18, 15, tzinfo=timezone.utc), datetime(2020, 4, 24, 18, 15, tzinfo=timezone.utc))
+    evening = timedelta(hours=18)
+    seed(tmp_path, DAY, {"B": {1: 50, 2: 50, 3: 50, 4: 50, 7: 5, 14: 6, 21: 7}}, time=evening)
+    rows = compute_day(tmp_path, DAY, local_timezone="Asia/Kathmandu", holidays_country="NP")
+    # Local Fridays 23:45 (7, 14, 21 days back) make the weekly baseline; in WIB the slot is Saturday 01:00.
+    assert rows == {("B", 1425): (6.0, 1.0, 3, "weekly", "weekday")}

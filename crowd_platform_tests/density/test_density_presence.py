@@ -7,7 +7,7 @@ worked out by hand in the comments.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +16,7 @@ import pytest
 
 from crowd_platform.density.assets import bts_presence, district_density, district_presence_daily
 from crowd_platform.density.districts import compute_district_density
-from crowd_platform.density.presence import compute_bts_presence, market_shares
+from crowd_platform.density.presence import compute_bts_presence, compute_district_presence_daily, market_shares
 from crowd_platform.density.checks import DENSITY_CHECKS
 from crowd_platform.common.contracts import operator_contracts
 from crowd_platform.common.resources import CrowdPlatform
@@ -287,3 +287,22 @@ def test_district_presence_daily_counts_each_subscriber_once_per_district(home: 
     assert rows["L3"] == pytest.approx(5.0)
     assert rows["KC1"] == pytest.approx(8.0)
     assert rows["K1"] == pytest.approx(9.0)  # A..F and X, Y, Z: each exactly once
+
+
+@pytest.mark.parametrize("zone, expected", [
+    # 01:00 UTC = 08:00 WIB / 06:45 NPT on 10 March; 17:00 UTC = 00:00 WIB 11 March but 22:45 NPT
+    # 10 March; 18:30 UTC = 11 March in both.
+    ("Asia/Jakarta", {date(2020, 3, 10): 9.0, date(2020, 3, 11): 2.0}),
+    ("Asia/Kathmandu", {date(2020, 3, 10): 10.0, date(2020, 3, 11): 1.0}),
+    ("UTC", {date(2020, 3, 10): 11.0}),
+])
+def test_district_presence_daily_days_are_local_days(home: Path, zone: str, expected: dict):
+    settings = get_settings(home).with_config(density={"local_timezone": zone})
+    evening, night = WINDOW.replace(hour=17), WINDOW.replace(hour=18, minute=30)
+    with connect(settings.warehouse_path) as con:
+        add_drop(con, "tsel-e", "telkomsel", evening, write_events(home, "telkomsel", evening, [("N1", "c1", 1)], "tsel-e"))
+        add_drop(con, "tsel-n", "telkomsel", night, write_events(home, "telkomsel", night, [("N2", "c3", 1)], "tsel-n"))
+        compute_district_presence_daily(con, settings, WINDOW.replace(hour=0), WINDOW.replace(hour=0) + timedelta(days=2),
+                                        run_id=None)
+        rows = dict(con.execute("SELECT day, subscribers FROM district_presence_daily WHERE district_code = 'K1'").fetchall())
+    assert rows == pytest.approx(expected)

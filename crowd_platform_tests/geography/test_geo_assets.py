@@ -5,7 +5,6 @@ lake/cells/operator=<op>/<drop_id>.parquet plus an accepted `drops` row (feed='c
 """
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -17,6 +16,7 @@ from crowd_platform.geography import coverage, registry
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.settings import get_settings
 from crowd_platform.common.warehouse import connect
+from crowd_platform_tests.support.cell_lists import publish_cells
 
 SNAPSHOT_1 = datetime(2020, 3, 20, tzinfo=timezone.utc)
 SNAPSHOT_2 = SNAPSHOT_1 + timedelta(days=7)
@@ -27,18 +27,6 @@ def reference_cells(per_operator: int = 30) -> pd.DataFrame:
     cells = registry.opencellid_cells(settings.config.geography.cells_reference, settings.contracts_dir)
     cells = cells.drop_duplicates("cell_id", keep=False)
     return cells.groupby("operator", group_keys=False).head(per_operator).reset_index(drop=True)
-
-
-def publish_cells(home: Path, operator: str, drop_id: str, valid_from: datetime, cells: pd.DataFrame) -> None:
-    relative = Path("lake/cells") / f"operator={operator}" / f"{drop_id}.parquet"
-    (home / relative).parent.mkdir(parents=True, exist_ok=True)
-    cells[["cell_id", "lon", "lat", "radio"]].to_parquet(home / relative, index=False)
-    with connect(home / "warehouse.duckdb") as con:
-        con.execute(
-            "INSERT INTO drops (drop_id, operator, feed, status, window_start, window_end, lake_path, row_count) "
-            "VALUES (?, ?, 'cells', 'accepted', ?, ?, ?, ?)",
-            [drop_id, operator, valid_from, valid_from + timedelta(minutes=15), str(relative), len(cells)],
-        )
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +112,7 @@ def test_rejects_have_reasons(materialized):
     reasons = dict(con.execute("SELECT cell_id, reason FROM bts_registry_rejects").fetchall())
     assert reasons["510-10-1-2"] == "null_island"
     assert reasons["510-10-1-3"] == "swapped_lon_lat"
-    assert reasons["510-10-1-4"] == "outside_indonesia"
+    assert reasons["510-10-1-4"] == "outside_area"       # Sydney: far outside the configured area
     assert reasons["510-10-1-5"] == "outside_area"      # Bandung: in Indonesia, not in Jakarta
     assert reasons["510-10-1-6"] == "duplicate_cell_id"
     assert reasons["510-11-1-7"] == "mnc_not_operator"  # XL's MNC in Telkomsel's list

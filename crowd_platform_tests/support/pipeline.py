@@ -41,19 +41,34 @@ def window_range(start: str, end: str) -> list[datetime]:
     return windows
 
 
-# Delimited: a run of digits inside a hex digest (a pseudonymised key) is not a phone number.
-_MSISDN = re.compile(rb"(?<![0-9A-Za-z+])\+?(?:62|0)8[0-9]{7,12}(?![0-9A-Za-z])")
+_MSISDN = re.compile(r"^\+?(?:62|0)8[0-9]{8,11}$")
 
 
-def sample_raw_msisdns(landing: Path, limit: int = 200) -> tuple[str, ...]:
-    """Phone numbers in the landing drops (the simulator's ``msisdn`` fault), read before the
-    platform sees them: it deletes such a drop on arrival, so they cannot be read afterwards."""
-    found: list[str] = []
-    for path in sorted(landing.rglob("*")):
-        if not path.is_file() or path.name.endswith(".json"):
+def sample_raw_msisdns(landing: Path, faults: list[dict], limit: int = 200) -> tuple[str, ...]:
+    """Phone numbers in the simulator's ``msisdn`` fault drops, read before the platform sees
+    them: it deletes such a drop on arrival, so they cannot be read afterwards. Every value of
+    every column is tried (the drop may be CSV, gzip or Parquet, in its operator's layout)."""
+    import polars as pl
+
+    found: set[str] = set()
+    for fault in faults:
+        if fault.get("type") != "msisdn":
             continue
+        path = landing / fault["operator"] / fault["file"]
         raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        found.extend(match.decode() for match in _MSISDN.findall(raw)[:limit])
-    return tuple(sorted(set(found)))
+        if raw[:4] == b"PAR1":
+            frame = pl.read_parquet(path)
+        else:
+            text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+            frame = pl.read_csv(text, infer_schema_length=0, has_header=False, separator=_separator(text))
+        for column in frame.columns:
+            values = frame[column].cast(pl.String, strict=False).drop_nulls().to_list()
+            found.update(value for value in values if _MSISDN.match(value.strip()))
+            if len(found) >= limit:
+                break
+    return tuple(sorted(found)[:limit])
+
+
+def _separator(text: bytes) -> str:
+    first = text.split(b"\n", 1)[0].decode("utf-8", "replace")
+    return max((",", ";", "|", "\t"), key=first.count)

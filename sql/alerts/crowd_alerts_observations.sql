@@ -1,6 +1,7 @@
 -- crowd_alerts input: per window [$start, $end) and place, the observed value and its baseline
--- for the same day and local (WIB, UTC+7) time of day. Districts: people_estimate at the
--- configured levels; sites: subscribers of every operator at the physical place.
+-- for the same day and local time of day ($local_tz: density.local_timezone, as density_baseline
+-- computes time_of_day). Districts: people_estimate at the configured levels; sites: subscribers
+-- of every operator at the physical place.
 -- Baseline day = UTC date of the window, as density_baseline's daily partitions are UTC days.
 WITH window_drops AS (
     SELECT window_start, list_sort(list_distinct(flatten(list(coalesce(drop_ids, []))))) AS drop_ids
@@ -34,7 +35,7 @@ JOIN density_baseline b
   ON b.level = o.level
  AND b.place_id = o.place_id
  AND b.day = CAST(timezone('UTC', o.window_start) AS DATE)
- AND b.time_of_day = CAST(((epoch(o.window_start)::BIGINT + 7 * 3600) % 86400) // 60 AS INTEGER)
+ AND b.time_of_day = hour(timezone($local_tz, o.window_start)) * 60 + minute(timezone($local_tz, o.window_start))
 WHERE b.median IS NOT NULL
 -- One baseline per place and slot; prefer the weekly one if a bootstrap row is also there.
 QUALIFY row_number() OVER (PARTITION BY o.window_start, o.level, o.place_id

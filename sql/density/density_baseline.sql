@@ -1,7 +1,7 @@
 -- Baseline used on UTC day $day_start, from data strictly before it. For a target window
--- on that day, an observation n days earlier at the same UTC time is the same local (WIB,
--- fixed offset) time of day, on the local date n days before the target's local date
--- (a UTC day's windows fall on two local dates: WIB 07:00 .. 06:45 the next day).
+-- on that day, an observation n days earlier at the same UTC time is the same local ($local_tz,
+-- density.local_timezone; fixed offset) time of day, on the local date n days before the target's
+-- local date (a UTC day's windows fall on two local dates: at UTC+7, 07:00 .. 06:45 the next day).
 -- Baselines by day type (docs/decisions/012): every local date is a weekday (Mon-Fri),
 -- saturday, sunday or holiday ($holidays: public holidays and configured extra dates, local
 -- dates of $first_date .. $last_date); an observation counts only if its local date has the

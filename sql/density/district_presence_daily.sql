@@ -1,5 +1,6 @@
--- Unique subscribers per district per UTC day, each subscriber counted at most once per
--- district (any-style daily presence): a subscriber seen at sites s1..sn is in district d
+-- Unique subscribers per district per local day $day (density.local_timezone: presence_events
+-- holds the windows from local midnight to the next, density/presence.py), each subscriber
+-- counted at most once per district (any-style daily presence): a subscriber seen at sites s1..sn is in district d
 -- with probability 1 - prod(1 - w(si, d)), where w(s, d) is the share of site s in d (summed
 -- over d's finest units at coarser levels). The same subscriber in two kelurahan of one
 -- kecamatan counts once at the kecamatan, so levels are not additive. Needs presence_events,

@@ -1,6 +1,8 @@
 -- bts_registry, step 1: label every observed cell row (from the accepted cell-list drops,
 -- registered as `cell_observations`) with the first reason it cannot enter the registry.
 -- reason NULL = acceptable so far (the outside-the-area test needs polygons: done in Python).
+-- $west..$east, $south..$north: the configured boundaries' bounding box plus
+-- geography.bounds_margin_m (registry.area_bounds); $outside: the reason name, 'outside_area'.
 WITH counted AS (
     SELECT
         o.*,
@@ -16,9 +18,10 @@ SELECT
         WHEN m.mnc IS NULL THEN 'mnc_not_operator'
         WHEN c.lon IS NULL OR c.lat IS NULL OR isnan(c.lon) OR isnan(c.lat) THEN 'missing_coordinates'
         WHEN c.lon = 0 AND c.lat = 0 THEN 'null_island'
-        -- Swapped: the latitude holds a plausible Indonesian longitude and vice versa.
-        WHEN c.lat BETWEEN $west AND $east AND c.lon BETWEEN $south AND $north THEN 'swapped_lon_lat'
-        WHEN NOT (c.lon BETWEEN $west AND $east AND c.lat BETWEEN $south AND $north) THEN 'outside_indonesia'
+        -- Swapped: the latitude holds a longitude of the area and vice versa.
+        WHEN NOT (c.lon BETWEEN $west AND $east AND c.lat BETWEEN $south AND $north)
+             AND c.lat BETWEEN $west AND $east AND c.lon BETWEEN $south AND $north THEN 'swapped_lon_lat'
+        WHEN NOT (c.lon BETWEEN $west AND $east AND c.lat BETWEEN $south AND $north) THEN $outside
         -- Two rows for one id in one snapshot: we cannot know which is right, keep neither.
         WHEN c.copies > 1 THEN 'duplicate_cell_id'
     END AS reason
