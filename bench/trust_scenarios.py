@@ -9,7 +9,9 @@ demo's sampled footing (30 000 subscribers by default, 10:00-15:00 WIB) is proce
 2. "after late data": the held-back drops land, and the platform processes them.
 
    - short but valid drop: Telkomsel's drop of Thursday 13:00 WIB cut to 40 % of its rows, its
-     manifest rewritten to match (row count, bytes, sha256): every contract rule passes.
+     manifest rewritten to match (row count, bytes, sha256): every contract rule passes;
+   - redelivery: Indosat's Friday 13:00 WIB drop corrected as delivery 2 (3 % of its rows removed),
+     which lands with the late data and supersedes delivery 1.
 
 Saturday and Sunday come after weekday-only history. Nothing in the week is a crowd, so every
 alert is false and every broadcast request an SMS blast to people who should not get one.
@@ -52,6 +54,8 @@ HELD_BACK = {
 }
 
 SHORT_DROP = {"operator": "telkomsel", "window": datetime(2020, 4, 2, 6, 0, tzinfo=timezone.utc), "keep": 0.4}
+# A corrected redelivery (delivery 2, 3 % of the rows removed) that lands with the late data.
+REDELIVERY = {"operator": "indosat", "window": datetime(2020, 4, 3, 6, 0, tzinfo=timezone.utc), "keep_every": 33}
 WEEKEND_SATURDAY, WEEKEND_SUNDAY, WEEKENDS = date(2020, 4, 4), date(2020, 4, 5), 5
 CROWD_DAY = WEEKEND_SUNDAY + timedelta(days=7 * (WEEKENDS - 1))
 
@@ -88,24 +92,42 @@ def land_late(landing: Path, holding: Path) -> None:
 
 def shorten_drop(landing: Path) -> dict:
     """Cut one drop to a share of its rows and rewrite its manifest to match (a short but valid drop)."""
+    stamp = SHORT_DROP["window"].strftime("%Y%m%dT%H%MZ")
+    manifest_path = next((landing / SHORT_DROP["operator"]).glob(f"*_events_{stamp}*.manifest.json"))
+    name = json.loads(manifest_path.read_text())["file"]
+    return _rewrite(manifest_path, manifest_path.parent, name, lambda number, total: number < int(total * SHORT_DROP["keep"]))
+
+
+def _rewrite(manifest_path: Path, target_dir: Path, name: str, keep, **manifest_changes) -> dict:
+    """Write a copy of a drop under ``name`` into ``target_dir`` with the data lines ``keep`` selects
+    (header kept) and its manifest updated to match: row count, bytes, sha256 and ``manifest_changes``."""
     import gzip
     import hashlib
 
-    stamp = SHORT_DROP["window"].strftime("%Y%m%dT%H%MZ")
-    manifest_path = next((landing / SHORT_DROP["operator"]).glob(f"*_events_{stamp}*.manifest.json"))
     manifest = json.loads(manifest_path.read_text())
-    data_path = manifest_path.with_name(manifest["file"])
-    raw = data_path.read_bytes()
+    raw = manifest_path.with_name(manifest["file"]).read_bytes()
     zipped = raw[:2] == b"\x1f\x8b"
     lines = (gzip.decompress(raw) if zipped else raw).splitlines(keepends=True)
     header, body = lines[:1], lines[1:]  # the events contracts declare a header line
-    kept = body[: int(len(body) * SHORT_DROP["keep"])]
+    kept = [line for number, line in enumerate(body) if keep(number, len(body))]
     payload = b"".join(header + kept)
     payload = gzip.compress(payload, mtime=0) if zipped else payload
-    data_path.write_bytes(payload)
-    manifest.update(row_count=len(kept), bytes=len(payload), sha256=hashlib.sha256(payload).hexdigest())
-    manifest_path.write_text(json.dumps(manifest, indent=1))
-    return {"drop": manifest["file"], "rows_before": len(body), "rows_after": len(kept)}
+    target_dir.mkdir(parents=True, exist_ok=True)
+    (target_dir / name).write_bytes(payload)
+    manifest.update(file=name, row_count=len(kept), bytes=len(payload), sha256=hashlib.sha256(payload).hexdigest(),
+                    **manifest_changes)
+    (target_dir / (name + ".manifest.json")).write_text(json.dumps(manifest, indent=1))
+    return {"drop": name, "rows_before": len(body), "rows_after": len(kept)}
+
+
+def redeliver(landing: Path, holding: Path) -> dict:
+    """Delivery 2 of one drop, 3 % of its rows removed, held back to land with the late data."""
+    stamp = REDELIVERY["window"].strftime("%Y%m%dT%H%MZ")
+    manifest_path = next((landing / REDELIVERY["operator"]).glob(f"*_events_{stamp}.*manifest.json"))
+    first = json.loads(manifest_path.read_text())["file"]
+    stem, dot, extension = first.partition(".")
+    return _rewrite(manifest_path, holding / REDELIVERY["operator"], f"{stem}_d2{dot}{extension}",
+                    lambda number, _: number % REDELIVERY["keep_every"] != 0, delivery=2)
 
 
 def measure(warehouse: Path) -> dict:
@@ -205,13 +227,14 @@ def run_week(settings, instance, args) -> dict:
              gatherings=[])
     short = shorten_drop(settings.landing)
     held = hold_back(settings.landing, args.workdir / "held")
+    redelivered = redeliver(settings.landing, args.workdir / "held")
     process_pending(settings, instance, purpose="trust-scenarios", actor="bench", progress=lambda _: None)
     on_time = measure(settings.warehouse_path)
     land_late(settings.landing, args.workdir / "held")
     process_pending(settings, instance, purpose="trust-scenarios", actor="bench", progress=lambda _: None)
     return {"held_back_files": held, "on_time": on_time, "after_late_data": measure(settings.warehouse_path),
             "scenarios": {**{name: {**spec, "start": spec["start"].isoformat()} for name, spec in HELD_BACK.items()},
-                          "short_drop": short}}
+                          "short_drop": short, "redelivery": redelivered}}
 
 
 def run_weekends(settings, instance, args) -> dict:
