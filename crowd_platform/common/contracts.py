@@ -1,7 +1,9 @@
 """Data contracts (ODCS v3 YAML in ``data_contracts/``): the single source of truth.
 
 Code reads layouts, schemas, quality rules, market shares and retention from here; it does
-not repeat them. Adding an operator is one new ``<operator>_events.yaml`` file.
+not repeat them. Adding an operator is one new ``<operator>_events.yaml`` file; another event
+feed of that operator (e.g. sms, delivered separately) is one more file with customProperties
+``feed: sms`` and ``feed_kind: events`` (see :func:`event_contracts`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from crowd_platform.common.timeutil import parse_utc
 
 CANONICAL_EVENT_COLUMNS = ("subscriber_key", "cell_id", "event_time", "event_type")
 CANONICAL_EVENT_TYPES = ("call", "sms", "data", "location_update")
+# Feed kinds: an operator may deliver several event feeds (e.g. calls, sms, data sessions), each
+# with its own contract (customProperties ``feed`` and ``feed_kind: events``); a window counts
+# every one of them. ``events`` and ``cells`` are their own kind.
+EVENTS_KIND = "events"
+CELLS_KIND = "cells"
 
 # ODCS units -> hours, for retention periods.
 _UNIT_HOURS = {"h": 1, "hour": 1, "hours": 1, "d": 24, "day": 24, "days": 24, "w": 168, "week": 168,
@@ -91,6 +98,18 @@ class Contract:
     def market_share(self) -> float | None:
         value = self.custom.get("market_share")
         return float(value) if value is not None else None
+
+    @property
+    def kind(self) -> str:
+        """What the feed carries: ``events`` (counted into presence) or ``cells``; customProperties
+        ``feed_kind``, by default the feed name (so an ``events`` feed is of kind events)."""
+        return str(self.custom.get("feed_kind") or self.feed)
+
+    @property
+    def key_id_pattern(self) -> str | None:
+        """Regular expression a manifest's pseudonymization.key_id must match in full (None: the default)."""
+        value = self.custom.get("key_id_pattern")
+        return str(value) if value is not None else None
 
     @property
     def status(self) -> str:
@@ -232,7 +251,8 @@ def load_contracts(directory: Path) -> tuple[Contract, ...]:
 
 
 def operator_contracts(directory: Path, feed: str = "events") -> dict[str, Contract]:
-    """Operator -> contract for a feed. Operators are whoever has a contract: no list in code."""
+    """Operator -> contract for one feed (by name). Operators are whoever has a contract: no list in
+    code. Every event feed of an operator: :func:`event_contracts`."""
     return {
         contract.operator: contract
         for contract in load_contracts(directory)
@@ -240,13 +260,44 @@ def operator_contracts(directory: Path, feed: str = "events") -> dict[str, Contr
     }
 
 
+def event_contracts(directory: Path) -> dict[str, dict[str, Contract]]:
+    """Operator -> {feed: contract} of its event-kind feeds (``events``, ``sms``, ...), feeds sorted."""
+    found: dict[str, dict[str, Contract]] = {}
+    for contract in sorted(load_contracts(directory), key=lambda item: item.feed):
+        if contract.operator and contract.operator != "*" and contract.kind == EVENTS_KIND:
+            found.setdefault(contract.operator, {})[contract.feed] = contract
+    return found
+
+
+def operator_contract(feeds: dict[str, Contract]) -> Contract:
+    """The contract holding an operator's own properties (market share): its ``events`` feed's,
+    else its first event feed's that declares a market share, else its first."""
+    if EVENTS_KIND in feeds:
+        return feeds[EVENTS_KIND]
+    return next((contract for contract in feeds.values() if contract.market_share is not None), next(iter(feeds.values())))
+
+
+def operator_event_contracts(directory: Path) -> dict[str, Contract]:
+    """Operator -> the contract of its own properties, for every operator with an event feed."""
+    return {operator: operator_contract(feeds) for operator, feeds in sorted(event_contracts(directory).items())}
+
+
 def contract_for(directory: Path, operator: str, feed: str) -> Contract | None:
-    if feed == "events":
-        return operator_contracts(directory, "events").get(operator)
-    # Shared feeds (e.g. cells) have one contract for every operator that has an events contract.
-    if operator not in operator_contracts(directory, "events"):
-        return None
+    """The contract of an operator's feed: its own, else a shared one (operator ``*``)."""
+    own = operator_contracts(directory, feed).get(operator)
+    if own is not None or operator not in event_contracts(directory):
+        return own
+    # Shared feeds (e.g. cells) have one contract for every operator that has an event feed.
     for contract in load_contracts(directory):
-        if contract.feed == feed and contract.operator in (None, "*", operator):
+        if contract.feed == feed and contract.operator in (None, "*"):
             return contract
     return None
+
+
+def operator_feeds(directory: Path, operator: str) -> dict[str, str]:
+    """Feed -> kind of every feed an operator may deliver (its own contracts and shared ones)."""
+    if operator not in event_contracts(directory):
+        return {}
+    return {contract.feed: contract.kind for contract in load_contracts(directory)
+            if contract.operator in (None, "*", operator) and contract.kind in (EVENTS_KIND, CELLS_KIND)
+            and contract_for(directory, operator, contract.feed) is contract}

@@ -16,7 +16,7 @@ import polars as pl
 from crowd_platform.common import audit
 from crowd_platform.common import storage
 from crowd_platform.common.calendar import local_day_bounds
-from crowd_platform.common.contracts import operator_contracts
+from crowd_platform.common.contracts import operator_event_contracts
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import fetch_dicts, read_sql, transaction
 
@@ -30,7 +30,7 @@ class DensityError(RuntimeError):
 def market_shares(settings: Settings) -> dict[str, float]:
     """Operator -> market share, from the operators' data contracts (the single source)."""
     shares = {}
-    for operator, contract in operator_contracts(settings.contracts_dir).items():
+    for operator, contract in operator_event_contracts(settings.contracts_dir).items():
         share = contract.market_share
         if share is not None:
             if not 0 < share <= 1:

@@ -13,7 +13,7 @@ import pandas as pd
 import shapely
 
 from crowd_platform.common import storage
-from crowd_platform.common.contracts import operator_contracts
+from crowd_platform.common.contracts import operator_event_contracts
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import read_sql
 
@@ -62,7 +62,7 @@ def outside_area_mask(lons: np.ndarray, lats: np.ndarray, districts: gpd.GeoData
 def mnc_operators(contracts_dir: Path) -> dict[int, tuple[str, str]]:
     """MNC (as integer) -> (operator, MNC as the contract spells it), from the operator contracts."""
     mapping: dict[int, tuple[str, str]] = {}
-    for operator, contract in operator_contracts(contracts_dir).items():
+    for operator, contract in operator_event_contracts(contracts_dir).items():
         for mnc in contract.mnc:
             mapping[int(mnc)] = (operator, mnc)
     return mapping

@@ -2,9 +2,11 @@
 
 Drops received and quarantined per operator, checks run (pass/fail per rule), alerts and their
 evidence, broadcasts sent, deletions with certificates, and the audit chain verification.
-Every count goes through crowd_platform.publication.kanon (k from settings): a count at or below k is
-shown as "≤k", with complementary suppression inside each table so totals cannot reveal it.
-No subscriber-level value is ever read.
+Counts of people come only from the publication (crowd_alerts_published, as
+district_density_published shows them). Operational counts (drops, checks, requests) count
+files and messages, not people: they are exact, so an auditor can see that nothing failed.
+Drops, checks, alerts and broadcasts are selected by the data period (window times); deletions
+by when they happened. No subscriber-level value is ever read.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import duckdb
 
 from crowd_platform.governance.audit_chain import verify_chain
 from crowd_platform.common.settings import Settings
-from crowd_platform.common.warehouse import fetch_dicts
+from crowd_platform.common.warehouse import fetch_dicts, read_sql
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:75rem}
@@ -45,25 +47,6 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _masked_column(rows: list[dict[str, Any]], key_fields: tuple[str, ...], count_field: str, k: int) -> dict[tuple, str]:
-    """k-anonymise one column of counts (one flat set): key -> display text."""
-    from crowd_platform.publication.kanon import mask_counts, publishable  # density's single implementation
-
-    def key(row: dict[str, Any]) -> str:
-        return "|".join(str(row[f]) for f in key_fields)
-
-    masked = mask_counts({key(row): row[count_field] for row in rows}, k)
-    shown: dict[tuple, str] = {}
-    for row in rows:
-        value = masked[key(row)]
-        if value is not None:
-            text = str(int(value))
-        else:  # primary (at or below k) vs complementary (hidden so it cannot be recovered)
-            text = "hidden*" if publishable(row[count_field], k) else f"≤{k}"
-        shown[tuple(str(row[f]) for f in key_fields)] = text
-    return shown
-
-
 def collect(connection: duckdb.DuckDBPyConnection, settings: Settings, start: date, end: date) -> dict[str, Any]:
     """Every section's rows for [start, end] (inclusive days, UTC)."""
     connection.execute("SET TimeZone = 'UTC'")
@@ -83,10 +66,7 @@ def collect(connection: duckdb.DuckDBPyConnection, settings: Settings, start: da
             "SELECT alert_id, level, place_id, place_name, state, severity, opened_window, last_window, people_estimate, "
             "len(drop_ids) AS drops, contract_versions, code_version, run_id FROM crowd_alerts_published "
             "WHERE opened_window < ? AND coalesce(closed_window, last_window) >= ? ORDER BY opened_window", [hi, lo]),
-        "broadcasts": fetch_dicts(connection,
-            "SELECT operator, transition, count(*) AS requests, sum(len(cell_ids)) AS cells, "
-            "count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered FROM broadcast_requests "
-            "WHERE created_at >= ? AND created_at < ? GROUP BY ALL ORDER BY operator, transition", params),
+        "broadcasts": fetch_dicts(connection, read_sql("governance/report_broadcasts"), {"lo": lo, "hi": hi}),
         "deletions": fetch_dicts(connection,
             "SELECT certificate_id, object_kind, object_id, partition_key, rows, bytes, content_sha256, policy, "
             "retention_period, deleted_at, method, verification FROM deletion_certificates "
@@ -98,19 +78,11 @@ def collect(connection: duckdb.DuckDBPyConnection, settings: Settings, start: da
 def render(data: dict[str, Any], settings: Settings, start: date, end: date) -> str:
     k = settings.k_anonymity
     sections = []
-    drops = data["drops"]
-    received = _masked_column(drops, ("operator",), "received", k)
-    quarantined = _masked_column(drops, ("operator",), "quarantined", k)
-    deleted = _masked_column(drops, ("operator",), "deleted", k)
     sections.append("<h2>Drops received and quarantined, per operator</h2>" + _table(
         ["operator", "drops received", "quarantined", "deleted since"],
-        [[d["operator"], received[(str(d["operator"]),)], quarantined[(str(d["operator"]),)], deleted[(str(d["operator"]),)]] for d in drops]))
-    checks = data["checks"]
-    passed = _masked_column(checks, ("rule", "engine"), "passed", k)
-    failed = _masked_column(checks, ("rule", "engine"), "failed", k)
+        [[d["operator"], d["received"], d["quarantined"], d["deleted"]] for d in data["drops"]]))
     sections.append("<h2>Checks run (per contract rule)</h2>" + _table(
-        ["rule", "engine", "passed", "failed"],
-        [[c["rule"], c["engine"], passed[(str(c["rule"]), str(c["engine"]))], failed[(str(c["rule"]), str(c["engine"]))]] for c in checks]))
+        ["rule", "engine", "passed", "failed"], [[c["rule"], c["engine"], c["passed"], c["failed"]] for c in data["checks"]]))
     sections.append("<h2>Alerts and their evidence</h2>" + _table(
         ["alert", "place", "state", "severity", "opened", "last window", "people (last window)",
          "drops", "contract versions", "code version", "run"],
@@ -120,15 +92,12 @@ def render(data: dict[str, Any], settings: Settings, start: date, end: date) -> 
         + '<p class="note">People are shown as district_density_published shows them (hidden there, hidden here; a site '
           "count is never shown). Baselines, ratios and z-scores stay inside the platform: with a published value "
           "they would give a hidden one back. Trace any alert with <code>crowd-platform audit trace ALERT_ID</code>.</p>")
-    broadcasts = data["broadcasts"]
-    requests = _masked_column(broadcasts, ("operator", "transition"), "requests", k)
-    delivered = _masked_column(broadcasts, ("operator", "transition"), "delivered", k)
-    sections.append("<h2>Broadcast requests sent</h2>" + _table(
-        ["operator", "transition", "requests", "delivered"],
-        [[b["operator"], b["transition"], requests[(str(b["operator"]), str(b["transition"]))],
-          delivered[(str(b["operator"]), str(b["transition"]))]] for b in broadcasts]))
+    sections.append("<h2>Broadcast requests sent (for alerts of the period)</h2>" + _table(
+        ["operator", "transition", "requests", "cells", "delivered", "first written", "last written"],
+        [[b["operator"], b["transition"], b["requests"], b["cells"], b["delivered"], b["first_created"], b["last_created"]]
+         for b in data["broadcasts"]]))
     deletions = data["deletions"]
-    sections.append("<h2>Deletions and their certificates</h2>"
+    sections.append("<h2>Deletions and their certificates (when they happened)</h2>"
                     '<p class="note">One certificate per deleted object, modeled on NIST SP 800-88 Rev.1 '
                     "(certificate of sanitization). Rows and bytes describe deleted objects, not people.</p>" + _table(
         ["certificate", "kind", "object", "partition", "rows", "bytes", "sha256 before deletion", "policy", "period",
@@ -144,8 +113,9 @@ def render(data: dict[str, Any], settings: Settings, start: date, end: date) -> 
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>crowd_platform audit report {start} to {end}</title><style>{_STYLE}</style></head><body>"
         f"<h1>crowd_platform audit report: {start} to {end}</h1>"
-        f"<p class=\"note\">Generated {generated}. Purpose: {_esc(settings.purpose)}. Counts at or below k={k} are shown "
-        f"as ≤{k}; a * marks a count hidden so that it cannot be recovered from the others.</p>"
+        f"<p class=\"note\">Generated {generated}. Purpose: {_esc(settings.purpose)}. Data period {start} to {end} "
+        f"(UTC days of the windows). Counts of people are k-anonymous (k={k}) as published; counts of drops, checks and "
+        f"requests are exact.</p>"
         + "".join(sections) + "</body></html>"
     )
 

@@ -106,7 +106,7 @@ def staged_events(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg
     with crowd.warehouse() as con:
         outcomes = publish_window(settings, con, start, end, context.run.run_id)
         accepted = con.execute(
-            "SELECT count(*), coalesce(sum(rows_loaded), 0) FROM drops WHERE status = 'accepted' AND feed = 'events' "
+            "SELECT count(*), coalesce(sum(rows_loaded), 0) FROM drops WHERE status = 'accepted' AND coalesce(feed_kind, feed) = 'events' "
             "AND window_start >= ? AND window_start < ?", [start, end]).fetchone()
         table = table_metadata(con, "drops", window=(start, end), lineage={
             "lake_path": [("operator_drops", "drop_id")], "status": [("operator_drops", "status")]})

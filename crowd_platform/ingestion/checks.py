@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from crowd_platform.common.contracts import operator_contracts
+from crowd_platform.common.contracts import operator_event_contracts
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.ingestion.drops import file_sha256, staging_file
 from crowd_platform.ingestion.freshness import FreshnessReport, format_lag, freshness_as_of_newest_drop
@@ -83,7 +83,7 @@ def contract_rules_check(settings: Settings, con, start: datetime, end: datetime
 
 
 def _msisdn_pattern(settings: Settings, operator: str) -> str:
-    contract = operator_contracts(settings.contracts_dir).get(operator)
+    contract = operator_event_contracts(settings.contracts_dir).get(operator)
     if contract:
         for _column, rule in contract.rules():
             if rule.get("name", "").endswith("not_msisdn") and "forbiddenPattern" in (rule.get("arguments") or {}):
@@ -96,7 +96,7 @@ def no_raw_msisdn_check(settings: Settings, con, start: datetime, end: datetime)
     scanned = 0
     for drop in _staged(con, start, end):
         path = staging_file(settings, drop["drop_id"], drop["feed"])
-        if drop["feed"] != "events" or not path.exists():
+        if (drop.get("feed_kind") or drop["feed"]) != "events" or not path.exists():
             continue
         scanned += 1
         count = con.execute(
@@ -135,10 +135,10 @@ def manifest_matches_check(settings: Settings, con, start: datetime, end: dateti
 
 
 def window_coverage_check(settings: Settings, con, start: datetime, end: datetime) -> dg.AssetCheckResult:
-    operators = sorted(operator_contracts(settings.contracts_dir))
+    operators = sorted(operator_event_contracts(settings.contracts_dir))
     present = {
         (row[0], row[1]) for row in con.execute(
-            "SELECT window_start, operator FROM drops WHERE feed = 'events' AND window_start >= ? AND window_start < ? "
+            "SELECT window_start, operator FROM drops WHERE coalesce(feed_kind, feed) = 'events' AND window_start >= ? AND window_start < ? "
             "AND (status = 'accepted' OR (status = 'received' AND validated_at IS NOT NULL))", [start, end]).fetchall()
     }
     present_keys = {(window_key(moment), operator) for moment, operator in present}
@@ -168,7 +168,7 @@ def drops_fresh_result(report: FreshnessReport | None) -> dg.AssetCheckResult:
     delivered drop is past its contract's latency (WARN; ERROR beyond a few windows)."""
     if report is None:
         return dg.AssetCheckResult(check_name="drops_fresh", passed=True, metadata={"operators": 0, "note": "no events drop delivered yet"})
-    rows = [(operator.operator, operator.last_window_start.strftime("%Y-%m-%d %H:%M") if operator.last_window_start else "-",
+    rows = [(operator.name, operator.last_window_start.strftime("%Y-%m-%d %H:%M") if operator.last_window_start else "-",
              format_lag(operator.lag), operator.overdue_windows, len(operator.missing_today), operator.quarantined_today,
              operator.state) for operator in report.operators]
     metadata: dict = {
@@ -178,7 +178,7 @@ def drops_fresh_result(report: FreshnessReport | None) -> dg.AssetCheckResult:
         "freshness": dg.MetadataValue.md(_markdown(rows, ("operator", "last window (UTC)", "lag", "overdue windows",
                                                           "missing today", "quarantined today", "state"))),
     }
-    metadata.update({f"lag_minutes_{operator.operator}": operator.lag.total_seconds() / 60
+    metadata.update({f"lag_minutes_{operator.name.replace('/', '_')}": operator.lag.total_seconds() / 60
                      for operator in report.operators if operator.lag is not None})
     if not report.late_operators:
         return dg.AssetCheckResult(check_name="drops_fresh", passed=True, metadata=metadata)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from crowd_platform.common.contracts import Contract, operator_contracts
+from crowd_platform.common.contracts import Contract, event_contracts
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.timeutil import iso_z, parse_utc
 from crowd_platform.common.warehouse import fetch_dicts, read_sql
@@ -43,6 +43,12 @@ class OperatorFreshness:
     overdue_windows: int                 # windows after the newest delivered one whose deadline passed
     missing_today: tuple[datetime, ...]  # due windows of the local day without a delivered drop
     quarantined_today: int               # drops of the local day's windows in quarantine or rejected
+    feed: str = "events"                 # one row per event feed of the operator (e.g. calls, sms)
+
+    @property
+    def name(self) -> str:
+        """The operator, or operator/feed for a feed other than ``events`` (e.g. telkomsel/sms)."""
+        return self.operator if self.feed == "events" else f"{self.operator}/{self.feed}"
 
     @property
     def late(self) -> bool:
@@ -69,6 +75,7 @@ class WindowCompleteness:
     completeness: float
     complete: bool
     latency_deadline: datetime | None
+    missing_feeds: tuple[str, ...] = ()  # operator/feed of every expected event feed not arrived
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ class FreshnessReport:
 
     @property
     def late_operators(self) -> list[str]:
-        return [operator.operator for operator in self.operators if operator.late]
+        return [operator.name for operator in self.operators if operator.late]
 
     @property
     def fresh(self) -> bool:
@@ -105,6 +112,7 @@ class FreshnessReport:
 def _operator_dict(operator: OperatorFreshness) -> dict[str, Any]:
     return {
         "operator": operator.operator,
+        "feed": operator.feed,
         "latency_minutes": operator.latency_minutes,
         "last_window_start": _iso(operator.last_window_start),
         "last_received_at": _iso(operator.last_received_at),
@@ -124,6 +132,7 @@ def _window_dict(window: WindowCompleteness) -> dict[str, Any]:
         "arrived_operators": list(window.arrived),
         "missing_operators": list(window.missing),
         "flagged_operators": list(window.flagged),
+        "missing_feeds": list(window.missing_feeds),
         "completeness": window.completeness,
         "complete": window.complete,
         "latency_deadline": _iso(window.latency_deadline),
@@ -168,18 +177,18 @@ def _first_expected_window(contract: Contract, settings: Settings) -> datetime:
     return floor if floor == start else floor + timedelta(minutes=settings.window_minutes)
 
 
-def expected_contracts(settings: Settings, now: datetime) -> dict[str, Contract]:
-    """Operators whose events contract is active for the last window ended by ``now``."""
+def expected_contracts(settings: Settings, now: datetime) -> dict[tuple[str, str], Contract]:
+    """(operator, feed) -> contract of every event feed active for the last window ended by ``now``."""
     last_ended = window_floor(now, settings.window_minutes) - timedelta(minutes=settings.window_minutes)
-    return {operator: contract for operator, contract in sorted(operator_contracts(settings.contracts_dir, "events").items())
-            if contract.active_at(last_ended)}
+    return {(operator, feed): contract for operator, feeds in sorted(event_contracts(settings.contracts_dir).items())
+            for feed, contract in feeds.items() if contract.active_at(last_ended)}
 
 
-def last_delivered(con: duckdb.DuckDBPyConnection, until: datetime | None, include_staged: bool) -> dict[str, dict]:
-    """Operator -> {last_window_start, last_received_at} of its newest delivered events drop among
-    the windows ended by ``until`` (every window when None)."""
+def last_delivered(con: duckdb.DuckDBPyConnection, until: datetime | None, include_staged: bool) -> dict[tuple[str, str], dict]:
+    """(operator, feed) -> {last_window_start, last_received_at} of its newest delivered drop of an
+    event feed among the windows ended by ``until`` (every window when None)."""
     rows = fetch_dicts(con, read_sql("ingestion/freshness_last_drops"), {"until": until, "include_staged": include_staged})
-    return {row["operator"]: {"last_window_start": _utc(row["last_window_start"]),
+    return {(row["operator"], row["feed"]): {"last_window_start": _utc(row["last_window_start"]),
                               "last_received_at": _utc(row["last_received_at"])} for row in rows}
 
 
@@ -190,18 +199,28 @@ def newest_delivered_window_end(con: duckdb.DuckDBPyConnection, settings: Settin
 
 
 def _delivered_today(con: duckdb.DuckDBPyConnection, day_start: datetime, now: datetime,
-                     include_staged: bool) -> dict[str, set[datetime]]:
+                     include_staged: bool) -> dict[tuple[str, str], set[datetime]]:
     rows = con.execute(read_sql("ingestion/freshness_delivered_windows"),
                        {"start": day_start, "end": now, "include_staged": include_staged}).fetchall()
-    delivered: dict[str, set[datetime]] = {}
-    for operator, window_start in rows:
-        delivered.setdefault(operator, set()).add(_utc(window_start))
+    delivered: dict[tuple[str, str], set[datetime]] = {}
+    for operator, feed, window_start in rows:
+        delivered.setdefault((operator, feed), set()).add(_utc(window_start))
     return delivered
 
 
-def _quarantined_today(con: duckdb.DuckDBPyConnection, day_start: datetime, now: datetime) -> dict[str, int]:
+def _quarantined_today(con: duckdb.DuckDBPyConnection, day_start: datetime, now: datetime,
+                       expected: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """(operator, feed) -> quarantined drops; those of a feed not expected (e.g. one without a
+    contract) count on the operator's first expected feed."""
     rows = con.execute(read_sql("ingestion/freshness_quarantined"), {"start": day_start, "end": now}).fetchall()
-    return {operator: int(count) for operator, count in rows}
+    first_feed = {}
+    for operator, feed in sorted(expected, key=lambda key: (key[0], key[1] != "events", key[1])):
+        first_feed.setdefault(operator, feed)
+    counts: dict[tuple[str, str], int] = {}
+    for operator, feed, count in rows:
+        key = (operator, feed) if (operator, feed) in expected else (operator, first_feed.get(operator, feed))
+        counts[key] = counts.get(key, 0) + int(count)
+    return counts
 
 
 def recent_windows(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime,
@@ -214,7 +233,7 @@ def recent_windows(con: duckdb.DuckDBPyConnection, settings: Settings, now: date
         arrived=tuple(row["arrived_operators"]), missing=tuple(row["missing_operators"]),
         flagged=tuple(row["flagged_operators"]),
         completeness=float(row["completeness"]), complete=bool(row["complete"]),
-        latency_deadline=_utc(row["latency_deadline"])) for row in rows)
+        latency_deadline=_utc(row["latency_deadline"]), missing_feeds=tuple(row["missing_feeds"])) for row in rows)
 
 
 def _missing_windows(contract: Contract, first: datetime, now: datetime, step: timedelta,
@@ -237,6 +256,7 @@ def _operator_freshness(contract: Contract, settings: Settings, now: datetime, d
     next_owed = max(first_expected, last_window + step) if last_window is not None else first_expected
     return OperatorFreshness(
         operator=contract.operator or "",
+        feed=contract.feed,
         latency_minutes=latency / timedelta(minutes=1),
         last_window_start=last_window,
         last_received_at=last["last_received_at"] if last else None,
@@ -258,11 +278,12 @@ def freshness_report(con: duckdb.DuckDBPyConnection, settings: Settings, now: da
     day_start = local_day_start(now, zone)
     last = last_delivered(con, now, include_staged)
     delivered = _delivered_today(con, day_start, now, include_staged)
-    quarantined = _quarantined_today(con, day_start, now)
+    expected = expected_contracts(settings, now)
+    quarantined = _quarantined_today(con, day_start, now, set(expected))
     operators = tuple(
-        _operator_freshness(contract, settings, now, day_start, last.get(operator), delivered.get(operator, set()),
-                            quarantined.get(operator, 0))
-        for operator, contract in expected_contracts(settings, now).items())
+        _operator_freshness(contract, settings, now, day_start, last.get(key), delivered.get(key, set()),
+                            quarantined.get(key, 0))
+        for key, contract in expected.items())
     return FreshnessReport(as_of=now, window_minutes=settings.window_minutes, timezone=zone, day_start=day_start,
                            operators=operators, windows=recent_windows(con, settings, now, last_windows))
 
@@ -300,18 +321,21 @@ def format_report(report: FreshnessReport) -> str:
              f"{'quarantined today':>18}  state"]
     for operator in report.operators:
         received = iso_z(operator.last_received_at) if operator.last_received_at else "-"
-        lines.append(f"{operator.operator:<12} {_short(operator.last_window_start):<17} {received:<20} "
+        lines.append(f"{operator.name:<12} {_short(operator.last_window_start):<17} {received:<20} "
                      f"{format_lag(operator.lag):>10} {len(operator.missing_today):>14} "
                      f"{operator.quarantined_today:>18}  {operator.state}")
     for operator in report.operators:
         if operator.missing_today:
             shown = ", ".join(window.strftime("%H:%M") for window in operator.missing_today[:12])
             more = f" and {len(operator.missing_today) - 12} more" if len(operator.missing_today) > 12 else ""
-            lines.append(f"  {operator.operator} missing today: {shown}{more}")
+            lines.append(f"  {operator.name} missing today: {shown}{more}")
     lines.append(f"last {len(report.windows)} window(s), newest first:" if report.windows
                  else "no window completeness recorded yet (density step not run)")
     for window in report.windows:
         missing = f"  missing {', '.join(window.missing)}" if window.missing else ""
+        partial = [feed for feed in window.missing_feeds if not feed.endswith("/events")]
+        if partial:
+            missing += f" (feeds: {', '.join(partial)})"
         if window.flagged:
             missing += f" (volume-flagged: {', '.join(window.flagged)})"
         lines.append(f"  {_short(window.window_start)}  {len(window.arrived)}/{len(window.expected)} operators  "

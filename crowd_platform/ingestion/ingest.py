@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,10 @@ from typing import Any
 import duckdb
 
 from crowd_platform.common import storage
-from crowd_platform.common.contracts import Contract, contract_for
+from crowd_platform.common.contracts import EVENTS_KIND, Contract, contract_for
 from crowd_platform.ingestion.interrupts import reraise_if_interrupt
 from crowd_platform.ingestion.layout import ParseError, StagedFile, stage_drop
-from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
+from crowd_platform.ingestion.manifest import DEFAULT_KEY_ID_PATTERN, MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
 from crowd_platform.ingestion.cell_review import review_reason
 from crowd_platform.ingestion.volume import PROFILE_ENGINE, VolumeVerdict, check_volume, record_profile
 from crowd_platform.ingestion.rules import RuleContext, RuleResult, compile_rules, run_duckdb_rules, run_gx_rules
@@ -213,14 +214,22 @@ def _record_received(drop: _ReceivedDrop, manifest_name: str, raw_path: Path) ->
         connection.execute("DELETE FROM check_results WHERE drop_id = ?", [drop.drop_id])
         connection.execute(
             "INSERT INTO drops (drop_id, operator, feed, file_name, manifest_name, sha256, bytes, row_count, window_start, "
-            "window_end, delivery, key_id, received_at, contract_id, contract_version, status, raw_path, run_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?)",
+            "window_end, delivery, key_id, received_at, contract_id, contract_version, status, raw_path, run_id, feed_kind) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?)",
             [drop.drop_id, manifest.operator, manifest.feed, manifest.file, manifest_name, drop.sha256, drop.bytes, manifest.row_count,
              manifest.window_start, manifest.window_end, manifest.delivery, manifest.key_id, received_at,
-             contract.contract_id if contract else None, manifest.contract_version, settings.stored(raw_path), drop.run_id],
+             contract.contract_id if contract else None, manifest.contract_version, settings.stored(raw_path), drop.run_id,
+             contract.kind if contract else None],
         )
         audit_drop(connection, settings, "drop_received", drop.drop_id, drop.run_id, operator=manifest.operator, feed=manifest.feed,
                sha256=drop.sha256, bytes=drop.bytes, declared_rows=manifest.row_count, delivery=manifest.delivery)
+
+
+def _key_id_matches(manifest: Manifest, contract) -> bool:
+    if manifest.key_id is None or contract is None:
+        return True  # no key (a cell list) / no contract (its own check fails first)
+    pattern = contract.key_id_pattern or DEFAULT_KEY_ID_PATTERN
+    return re.fullmatch(pattern, manifest.key_id) is not None
 
 
 def _check_manifest(drop: _ReceivedDrop) -> DropOutcome | None:
@@ -235,6 +244,8 @@ def _check_manifest(drop: _ReceivedDrop) -> DropOutcome | None:
         ("contract_exists", contract is not None, "no data contract for this operator and feed"),
         ("contract_version_compatible", contract is not None and _major(contract.version) == _major(manifest.contract_version),
          f"manifest contract_version {manifest.contract_version} is not compatible with contract {contract.version if contract else '-'}"),
+        ("key_id_matches_contract", _key_id_matches(manifest, contract),
+         "manifest pseudonymization.key_id does not match the contract's key_id_pattern"),
     ]
     _write_results(drop.connection, drop.drop_id, [
         RuleResult(name, "manifest", ok, None, None, [], "ok" if ok else message) for name, ok, message in manifest_checks
@@ -275,7 +286,7 @@ def _validate(drop: _ReceivedDrop, rows: int, gx_cross_check: bool) -> list[Rule
 
 def _check_volume(drop: _ReceivedDrop) -> VolumeVerdict | DropOutcome | None:
     """SHAPE: an events drop against its operator's usual volume at this day type and time of day."""
-    if drop.manifest.feed != "events":
+    if drop.contract is None or drop.contract.kind != EVENTS_KIND:
         return None
     try:
         return check_volume(drop.connection, drop.settings, drop.contract, drop.manifest, drop.staging_target, drop.drop_id)

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from crowd_platform.common import storage
-from crowd_platform.common.contracts import contract_for
+from crowd_platform.common.contracts import operator_feeds
 from crowd_platform.common.text import has_control_chars
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX, Manifest, ManifestError, parse_manifest_bytes
 
@@ -198,10 +198,12 @@ def _route_candidates(
 ) -> None:
     """Read each candidate manifest: routable, unroutable (with a reason), or another window's."""
     folder_problems: dict[str, str | None] = {}
+    folder_feeds: dict[str, dict[str, str]] = {}  # operator -> feed -> kind, read once per scan
     for _mtime, operator_dir, name, key in candidates:
         entries = folders[operator_dir]
         if operator_dir not in folder_problems:
             folder_problems[operator_dir] = _folder_problem(operator_dir, contracts_dir)
+            folder_feeds[operator_dir] = operator_feeds(contracts_dir, operator_dir) if folder_problems[operator_dir] is None else {}
         result.manifests_read += 1
         problem = folder_problems[operator_dir] or _manifest_link_problem(entries[name])
         if problem:
@@ -212,7 +214,8 @@ def _route_candidates(
         except FileNotFoundError:
             continue  # taken by a run meanwhile
         try:
-            manifest = parse_manifest_bytes(payload, folder_operator=operator_dir, window_minutes=window_minutes)
+            manifest = parse_manifest_bytes(payload, folder_operator=operator_dir, window_minutes=window_minutes,
+                                            feeds=folder_feeds[operator_dir])
         except ManifestError as error:
             result.unroutable.append(UnroutableEntry(operator_dir, _with_data_file(name, entries), str(error)))
             continue
@@ -233,7 +236,7 @@ def _route_candidates(
 def _folder_problem(operator_dir: str, contracts_dir: Path) -> str | None:
     if not is_utf8(operator_dir) or has_control_chars(operator_dir):
         return "operator folder name is not printable UTF-8"
-    if contract_for(contracts_dir, operator_dir, "events") is None:
+    if not operator_feeds(contracts_dir, operator_dir):
         return "no data contract for this operator folder"
     return None
 

@@ -9,14 +9,17 @@ pydantic model. Platform-specific settings live under ``customProperties``.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from crowd_platform.common.contracts import CANONICAL_EVENT_COLUMNS, ColumnSpec, Contract, ContractError, parse_contract
+from crowd_platform.common.contracts import (CANONICAL_EVENT_COLUMNS, CELLS_KIND, EVENTS_KIND, ColumnSpec, Contract, ContractError,
+                                             event_contracts, parse_contract)
 from crowd_platform.common.settings import CONTRACTS_DIR
+from crowd_platform.ingestion.manifest import FEED_NAME
 from crowd_platform.ingestion.rules import compile_rules, portable_regex_problem
 
 CANONICAL_CELL_COLUMNS = ("cell_id", "lon", "lat", "radio")
@@ -116,10 +119,35 @@ def lint_contract(path: Path) -> list[str]:
         problems.append(f"{name}: no owner (team.members[].role: owner)")
     if not contract.retention:
         problems.append(f"{name}: no retention (slaProperties property: retention)")
-    if contract.feed in ("events", "cells"):
+    problems.extend(_kind_problems(name, contract))
+    if contract.kind in (EVENTS_KIND, CELLS_KIND):
         # Only drop feeds have an operator, a layout and canonical columns (not e.g. the platform's own datasets).
         problems.extend(_drop_feed_problems(name, contract))
     problems.extend(_rule_problems(name, contract))
+    return problems
+
+
+def _kind_problems(name: str, contract: Contract) -> list[str]:
+    """A feed other than events/cells (e.g. sms) is an event feed: customProperties feed_kind: events."""
+    declared = contract.custom.get("feed_kind")
+    if declared is None:
+        if contract.operator and contract.feed not in (EVENTS_KIND, CELLS_KIND):
+            return [f"{name}: feed {contract.feed[:40]!r} of an operator needs customProperties feed_kind: {EVENTS_KIND}"]
+        return []
+    if not FEED_NAME.fullmatch(contract.feed):
+        return [f"{name}: feed {contract.feed[:40]!r} is not a feed name (lowercase letters, digits and '_', at most 32)"]
+    if declared != EVENTS_KIND or contract.feed == CELLS_KIND:
+        return [f"{name}: feed_kind must be {EVENTS_KIND} (the only kind a feed other than cells can have)"]
+    return []
+
+
+def _market_share_problems(directory: Path) -> list[str]:
+    """An operator's event feeds share one market share: every contract that declares it agrees."""
+    problems = []
+    for operator, feeds in event_contracts(directory).items():
+        shares = {contract.market_share for contract in feeds.values() if contract.market_share is not None}
+        if len(shares) > 1:
+            problems.append(f"{operator}: its event feeds declare different market_share values ({', '.join(sorted(feeds))})")
     return problems
 
 
@@ -135,6 +163,11 @@ def _drop_feed_problems(name: str, contract: Contract) -> list[str]:
         problems.append(f"{name}: csv layout needs a delimiter")
     if layout.get("compression", "none") not in ("none", "gzip", "snappy", "zstd"):
         problems.append(f"{name}: unsupported layout.compression {layout.get('compression')!r}")
+    if contract.key_id_pattern is not None:
+        try:
+            re.compile(contract.key_id_pattern)
+        except re.error as error:
+            problems.append(f"{name}: key_id_pattern is not a regular expression ({error})")
     problems.extend(_column_problems(name, contract))
     for column in contract.columns:
         problems.extend(f"{name}: column {column.name}: {problem}" for problem in _layout_option_problems(column, contract))
@@ -170,7 +203,7 @@ def _layout_option_problems(column: ColumnSpec, contract: Contract) -> list[str]
 def _unstored_problems(column: ColumnSpec, contract: Contract) -> list[str]:
     """A ``store: false`` column must not be one that staging, rules or consumers need."""
     problems: list[str] = []
-    canonical = CANONICAL_EVENT_COLUMNS if contract.feed == "events" else CANONICAL_CELL_COLUMNS
+    canonical = CANONICAL_EVENT_COLUMNS if contract.kind == EVENTS_KIND else CANONICAL_CELL_COLUMNS
     if column.name in canonical or column.required:
         problems.append("store: false on a canonical or required column (it would never reach the lake)")
     if column.quality:
@@ -199,7 +232,7 @@ def _boolean_problems(column: ColumnSpec) -> list[str]:
 def _column_problems(name: str, contract: Contract) -> list[str]:
     """Canonical columns mapped; for events, event_time's format and zone and subscriber_key's pii tag."""
     problems: list[str] = []
-    expected = CANONICAL_EVENT_COLUMNS if contract.feed == "events" else CANONICAL_CELL_COLUMNS if contract.feed == "cells" else ()
+    expected = CANONICAL_EVENT_COLUMNS if contract.kind == EVENTS_KIND else CANONICAL_CELL_COLUMNS if contract.kind == CELLS_KIND else ()
     columns = {column.name: column for column in contract.columns}
     for canonical in expected:
         column = columns.get(canonical)
@@ -207,7 +240,7 @@ def _column_problems(name: str, contract: Contract) -> list[str]:
             problems.append(f"{name}: canonical column {canonical} is not mapped")
         elif not (column.physical_name or column.is_constant or (column.transform_logic and column.transform_sources)):
             problems.append(f"{name}: column {canonical} has neither physicalName, transformLogic + transformSourceObjects nor a constant")
-    if contract.feed == "events" and "event_time" in columns:
+    if contract.kind == EVENTS_KIND and "event_time" in columns:
         options = columns["event_time"].options
         if not options.get("format") or not options.get("timezone"):
             problems.append(f"{name}: event_time needs logicalTypeOptions format and defaultTimezone")
@@ -218,7 +251,7 @@ def _column_problems(name: str, contract: Contract) -> list[str]:
                 ZoneInfo(str(options["timezone"]))
             except Exception:  # noqa: BLE001 - any failure means an unknown zone
                 problems.append(f"{name}: unknown time zone {options['timezone']!r}")
-    if contract.feed == "events":
+    if contract.kind == EVENTS_KIND:
         subscriber = columns.get("subscriber_key")
         if subscriber is not None and "pii" not in subscriber.tags:
             problems.append(f"{name}: subscriber_key must be tagged pii")
@@ -239,4 +272,6 @@ def lint_directory(directory: Path) -> tuple[int, list[str]]:
     problems: list[str] = []
     for path in files:
         problems.extend(lint_contract(path))
+    if not problems:  # across files: only once each file parses
+        problems.extend(_market_share_problems(directory))
     return len(files), problems

@@ -17,7 +17,10 @@ from crowd_platform.common.text import has_control_chars
 from crowd_platform.common.timeutil import TimeParseError, parse_utc
 
 MANIFEST_SUFFIX = ".manifest.json"
-FEEDS = ("events", "cells")
+# Feed -> kind an operator may deliver when the caller does not say (its contracts do:
+# common/contracts.operator_feeds); a feed name is short lowercase letters, digits and '_'.
+FEEDS = {"events": "events", "cells": "cells"}
+FEED_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 # Manifests are a few hundred bytes; anything far larger is not a manifest.
 MAX_MANIFEST_BYTES = 64 * 1024
 REQUIRED_FIELDS = {
@@ -34,10 +37,12 @@ REQUIRED_FIELDS = {
     "delivery": int,
 }
 PSEUDONYMIZATION_SCHEME = "hmac-sha256"
-# The key id names the operator's daily HMAC key: "<operator short name>-<YYYYMMDD, the key's
-# UTC day>", e.g. "tsel-20200331" (docs/design.md section 6, simulator/keys.py). The scheme is
-# one for the whole platform, not per contract, so its key id format is defined here beside it.
-KEY_ID_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}-[0-9]{8}")
+# The key id names the operator's HMAC key. Any key id must be safe to store and print; its
+# naming is the operator's, declared by its contract's ``key_id_pattern`` custom property, and by
+# default "<operator short name>-<YYYYMMDD, the key's UTC day>", e.g. "tsel-20200331"
+# (docs/design.md section 6, simulator/keys.py).
+KEY_ID_SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+DEFAULT_KEY_ID_PATTERN = r"[a-z][a-z0-9]{0,15}-[0-9]{8}"
 
 
 class ManifestError(ValueError):
@@ -88,13 +93,17 @@ def safe_file_name(name: str) -> bool:
     return name == Path(name).name and not name.startswith(".")
 
 
-def parse_manifest_bytes(payload: bytes, *, folder_operator: str, window_minutes: int = 15) -> Manifest:
-    """Verify a manifest's content (schema, alignment, scheme). Raises ManifestError."""
+def parse_manifest_bytes(payload: bytes, *, folder_operator: str, window_minutes: int = 15,
+                         feeds: dict[str, str] | None = None) -> Manifest:
+    """Verify a manifest's content (schema, alignment, scheme). Raises ManifestError.
+
+    ``feeds``: feed -> kind of the feeds this operator has a contract for (default: events, cells)."""
     document = _load_document(payload)
     _check_strings(document)
-    _check_values(document, folder_operator)
+    feeds = FEEDS if feeds is None else feeds
+    _check_values(document, folder_operator, feeds)
     start, end = _window(document, window_minutes)
-    key_id = _pseudonymization_key_id(document)
+    key_id = _pseudonymization_key_id(document, feeds[document["feed"]])
     return Manifest(
         operator=document["operator"],
         feed=document["feed"],
@@ -148,14 +157,17 @@ def _check_strings(value: Any, where: str = "") -> None:
             _check_strings(item, f"{where}[{index}]")
 
 
-def _check_values(document: dict[str, Any], folder_operator: str) -> None:
+def _check_values(document: dict[str, Any], folder_operator: str, feeds: dict[str, str]) -> None:
     """Field values: version, operator folder, feed, bare file name, sha256, counts, delivery."""
     if document["manifest_version"] != 1:
         raise ManifestError("unsupported manifest_version (expected 1)")
     if document["operator"] != folder_operator:
         raise ManifestError("manifest operator does not match its landing folder")
-    if document["feed"] not in FEEDS:
-        raise ManifestError(f"manifest feed must be one of {', '.join(FEEDS)}")
+    if not FEED_NAME.fullmatch(document["feed"]):
+        raise ManifestError("manifest feed is not a feed name (lowercase letters, digits and '_', at most 32)")
+    if document["feed"] not in feeds:
+        raise ManifestError(f"manifest feed {document['feed']} has no data contract for this operator "
+                            f"(feeds: {', '.join(sorted(feeds)) or 'none'})")
     if not safe_file_name(document["file"]):
         raise ManifestError("manifest file is not a bare file name (path traversal refused)")
     # Hex is case-insensitive: Windows' Get-FileHash prints upper case. Normalised to lower case
@@ -181,10 +193,10 @@ def _window(document: dict[str, Any], window_minutes: int) -> tuple[datetime, da
     return start, end
 
 
-def _pseudonymization_key_id(document: dict[str, Any]) -> str | None:
-    """The pseudonymization key id, if any; an events manifest must declare HMAC-SHA256 and its key id."""
+def _pseudonymization_key_id(document: dict[str, Any], kind: str) -> str | None:
+    """The pseudonymization key id, if any; an event feed's manifest must declare HMAC-SHA256 and its key id."""
     pseudo = document.get("pseudonymization")
-    if document["feed"] == "events":
+    if kind == "events":
         # Events carry subscriber keys: only HMAC-SHA256 pseudonyms are accepted (docs/design.md 4.1).
         if not isinstance(pseudo, dict) or pseudo.get("scheme") != PSEUDONYMIZATION_SCHEME:
             raise ManifestError(f"manifest pseudonymization.scheme must be {PSEUDONYMIZATION_SCHEME}")
@@ -193,6 +205,8 @@ def _pseudonymization_key_id(document: dict[str, Any]) -> str | None:
     if not isinstance(pseudo, dict) or "key_id" not in pseudo:
         return None
     key_id = pseudo["key_id"]
-    if not isinstance(key_id, str) or not KEY_ID_PATTERN.fullmatch(key_id):
-        raise ManifestError("manifest pseudonymization.key_id is not <operator>-<YYYYMMDD> (e.g. tsel-20200331)")
+    # Only its shape here (safe to store and print); the operator's own naming is its contract's
+    # key_id_pattern, checked once the contract is known (ingest._check_manifest).
+    if not isinstance(key_id, str) or not KEY_ID_SAFE.fullmatch(key_id):
+        raise ManifestError("manifest pseudonymization.key_id must be 1-64 letters, digits, '.', '_' or '-'")
     return key_id

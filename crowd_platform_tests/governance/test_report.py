@@ -32,6 +32,9 @@ def test_report_sections_and_k_anonymity(tmp_path, monkeypatch, capsys):
         con.execute("INSERT INTO district_density_published VALUES (?, 'kelurahan', '3171', NULL, NULL, true, 'primary', 1.0)",
                     [start])
         publish_alerts(con)
+        # Written today (processing time) for an alert of March 2020 (data time): it belongs to March's report.
+        con.execute("INSERT INTO broadcast_requests (request_id, alert_id, transition, operator, cell_ids, message_id, "
+                    "message_en, created_at) VALUES ('r1', 'alert-9', 'opened', 'xl', ['c1', 'c2'], 'id', 'en', now())")
         con.execute("INSERT INTO deletion_certificates VALUES ('cert-9', 'raw_drop', 'xl-1', ?, NULL, NULL, 10, ?, "
                     "'xl-events#retention:events.subscriber_key', '24h', ?, 'unlink+fsync(dir)', 'verified: absent', 't', NULL)",
                     [start, "d" * 64, start + timedelta(days=1)])
@@ -43,15 +46,15 @@ def test_report_sections_and_k_anonymity(tmp_path, monkeypatch, capsys):
                     "Deletions and their certificates", "Audit chain verification"):
         assert heading in document
     assert "<script" not in document and "http://" not in document and "https://" not in document
-    row = re.search(r"<td>telkomsel</td><td>(\w+)</td>", document)
-    assert row and row.group(1) == "40"
-    assert re.search(r"<td>tri</td><td>≤15</td>", document)
-    # tri is hidden, so the next smallest (xl) is hidden too: the total of drops cannot reveal tri.
-    assert re.search(r"<td>xl</td><td>hidden\*</td>", document)
+    # Drops are files, not people: exact counts, so an auditor sees that tri sent 3 and none failed.
+    for operator, count in (("telkomsel", 40), ("xl", 20), ("tri", 3)):
+        assert re.search(rf"<td>{operator}</td><td>{count}</td><td>0</td>", document), operator
+    assert re.search(r"<td>not_empty</td><td>duckdb</td><td>63</td><td>0</td>", document)
     # The alert's 7 observed people are hidden as the density publication hides them, and no ratio
     # (2.5) is printed beside anything that would give them back.
     alert_row = re.search(r"<td>alert-9</td>.*?</tr>", document)
     assert alert_row and "<td>hidden</td>" in alert_row.group(0) and "2.5" not in alert_row.group(0)
     assert "<td>7</td>" not in document
+    assert re.search(r"<td>xl</td><td>opened</td><td>1</td><td>2</td><td>0</td>", document)
     assert "cert-9" in document and "OK: 0 records" in document
     assert main(["audit", "report", "--from", "2020-04-02", "--to", "2020-04-01"]) == 2

@@ -178,9 +178,9 @@ def test_escape_text_is_one_printable_line():
 
 
 # ---------------------------------------------------------------- key_id
-@pytest.mark.parametrize("key_id", ["k", "tsel", "tsel-2020033", "TSEL-20200331", "tsel-20200331 ", "../tsel-20200331",
-                                    "tsel_20200331", "x" * 40 + "-20200331", 20200331, None, "__missing__"])
-def test_bad_key_id_is_refused(home, key_id):
+@pytest.mark.parametrize("key_id", ["tsel-20200331 ", "../tsel-20200331", "tsel\n20200331", "x" * 65, "", 20200331, None,
+                                    "__missing__"])
+def test_unsafe_key_id_is_refused(home, key_id):
     data, manifest = _drop(home.landing, home, "telkomsel")
     document = json.loads(manifest.read_text())
     if key_id == "__missing__":
@@ -198,14 +198,37 @@ def test_platform_key_ids_are_accepted(home, operator):
     assert parsed.key_id == keys.key_id(operator, WINDOW.date())
 
 
-def test_bad_key_id_drop_is_quarantined_with_reason(home):
+CONTRACT_REASON = "manifest pseudonymization.key_id does not match the contract's key_id_pattern"
+
+
+@pytest.mark.parametrize("key_id", ["xl-2020-03-31", "k", "XL-20200331", "xl_20200331"])
+def test_key_id_outside_the_contracts_pattern_is_quarantined_with_reason(home, key_id):
     settings = home
-    data, manifest = _drop(settings.landing, settings, "xl", key_id="xl-2020-03-31")
+    data, manifest = _drop(settings.landing, settings, "xl", key_id=key_id)
     _run_repeatedly(settings, times=2)
-    records = _unroutable(settings)
-    assert list(records) == ["unroutable: manifest pseudonymization.key_id is not <operator>-<YYYYMMDD> (e.g. tsel-20200331)"]
-    drop_id, files = records[next(iter(records))]
-    assert files == f"{manifest.name}, {data.name}"
-    quarantine = settings.resolve(_rows(settings, "SELECT quarantine_path FROM drops WHERE drop_id = ?", [drop_id])[0][0])
+    ((reason, stage, quarantine_path),) = _rows(
+        settings, "SELECT reason, status, quarantine_path FROM drops WHERE file_name = ?", [data.name])
+    assert reason == CONTRACT_REASON and stage == "quarantined"
+    quarantine = settings.resolve(quarantine_path)
     assert sorted(p.name for p in quarantine.iterdir()) == sorted([data.name, manifest.name, "report.json"])
-    assert json.loads((quarantine / "report.json").read_text())["failed_rules"][0]["rule"] == "routable"
+    assert json.loads((quarantine / "report.json").read_text())["failed_rules"][0]["rule"] == "key_id_matches_contract"
+
+
+def test_a_contract_declares_its_own_key_id_pattern(home, tmp_path, monkeypatch):
+    """A third operator names its keys its own way: its contract says so, no code changes."""
+    import shutil
+
+    import yaml
+
+    contracts = tmp_path / "contracts"
+    shutil.copytree(home.contracts_dir, contracts)
+    path = contracts / "xl_events.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["customProperties"].append({"property": "key_id_pattern", "value": "XLK_[0-9]{4}_[0-9]{2}"})
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    monkeypatch.setenv("CROWD_CONTRACTS", str(contracts))
+    settings = get_settings()
+    data, _ = _drop(settings.landing, settings, "xl", key_id="XLK_2020_13")
+    _run_repeatedly(settings, times=1)
+    ((status, reason),) = _rows(settings, "SELECT status, reason FROM drops WHERE file_name = ?", [data.name])
+    assert reason != CONTRACT_REASON and status in ("accepted", "validated", "staged")

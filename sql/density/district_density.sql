@@ -49,7 +49,7 @@ places AS (
 windows AS (
     SELECT window_start, list(drop_id ORDER BY drop_id) AS drop_ids
     FROM drops
-    WHERE feed = 'events' AND status = 'accepted' AND lake_path IS NOT NULL
+    WHERE coalesce(feed_kind, feed) = 'events' AND status = 'accepted' AND lake_path IS NOT NULL
       AND window_start >= $start AND window_start < $end
     GROUP BY window_start
 )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from crowd_platform.common.contracts import Contract, load_contracts, operator_contracts
+from crowd_platform.common.contracts import Contract, load_contracts, operator_event_contracts
 from crowd_platform.common.erasure import FILE_METHOD  # noqa: F401 - the one file-deletion method name
 from crowd_platform.common.settings import Settings
 
@@ -90,4 +90,4 @@ def load_policy(settings: Settings) -> RetentionPolicy:
             published=bool(custom.get("published", False)),
             keep_at_sunset=custom.get("sunset") == "keep",
         ))
-    return RetentionPolicy(platform, operator_contracts(settings.contracts_dir, "events"), tuple(tables))
+    return RetentionPolicy(platform, operator_event_contracts(settings.contracts_dir), tuple(tables))
