@@ -9,6 +9,7 @@ after. Only a k-anonymous count leaves the platform (docs/design.md section 4.3)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -61,7 +62,19 @@ def _request(row: dict[str, Any], transition: str, window_start: datetime, opera
     }
 
 
-def _covered_cells(con, alert_id: str, at: datetime, radius_m: float, *, opened_window: datetime | None = None
+def _place_cells(con, templates: dict[str, Any]) -> Callable[[str, str, datetime], list[tuple[str, list[str]]]]:
+    """:func:`_cells_for` with the templates' neighbour radius, each (level, place, time) looked up
+    once per build: the live alerts of one crowd are asked about again for every later transition."""
+    radius_m = float(templates.get("site_neighbour_radius_m", 500))
+
+    @lru_cache(maxsize=None)
+    def cells(level: str, place_id: str, at: datetime) -> list[tuple[str, list[str]]]:
+        return _cells_for(con, level, place_id, at, radius_m)
+
+    return cells
+
+
+def _covered_cells(con, cells, alert_id: str, at: datetime, *, opened_window: datetime | None = None
                    ) -> dict[str, set[str]]:
     """Per operator, the cells of other alerts live at ``at`` (with ``opened_window``: only those
     opened before this alert, ties by id, so two alerts of one window never drop each other's cells)."""
@@ -70,8 +83,7 @@ def _covered_cells(con, alert_id: str, at: datetime, radius_m: float, *, opened_
         "opened_window": opened_window or at})
     covered: dict[str, set[str]] = {}
     for other in live:
-        for operator, cell_ids in _cells_for(con, other["level"], other["place_id"],
-                                             other["opened_window"].astimezone(timezone.utc), radius_m):
+        for operator, cell_ids in cells(other["level"], other["place_id"], other["opened_window"].astimezone(timezone.utc)):
             covered.setdefault(operator, set()).update(cell_ids)
     return covered
 
@@ -82,14 +94,14 @@ def build_cancellations(con, settings) -> list[dict[str, Any]]:
     out (those people are still near a crowd); if none is left the cancellation still goes, with
     no cells, so the operator's record of the alert is closed."""
     templates = load_templates(settings)
-    radius_m = float(templates.get("site_neighbour_radius_m", 500))
+    cells_of = _place_cells(con, templates)
     now = datetime.now(timezone.utc)
     cancellations = []
     for row in fetch_dicts(con, read_sql("alerts/broadcast_requests_cancellations")):
         opened = row["opened_window"].astimezone(timezone.utc)
         messages = render_messages(templates, RETRACTED, row["level"], row["place_name"] or row["place_id"],
                                    row["place_id"], int(row["severity"]))
-        still_warned = _covered_cells(con, row["alert_id"], now, radius_m).get(row["operator"], set())
+        still_warned = _covered_cells(con, cells_of, row["alert_id"], now).get(row["operator"], set())
         cells = [cell for cell in row["cell_ids"] if cell not in still_warned]
         cancellations.append(_request(row, RETRACTED, opened, row["operator"], cells, messages, None, settings))
     return cancellations
@@ -99,7 +111,7 @@ def build_requests(con, settings, start: datetime, end: datetime, run_id: str | 
     """One request per (opened/escalated transition in [start, end) or carried forward by this
     run, operator with covering cells)."""
     templates = load_templates(settings)
-    radius_m = float(templates.get("site_neighbour_radius_m", 500))
+    cells_of = _place_cells(con, templates)
     k = settings.k_anonymity
     requests_out = []
     for row in fetch_dicts(con, read_sql("alerts/broadcast_requests_transitions"),
@@ -112,10 +124,10 @@ def build_requests(con, settings, start: datetime, end: datetime, run_id: str | 
         shown = int(round(observed)) if publishable(observed, k) else None
         # One crowd often lights up several neighbouring places: a new alert does not warn cells an
         # earlier live alert already warned (the same people would get a second SMS for one crowd).
-        covered = (_covered_cells(con, row["alert_id"], window_start, radius_m,
+        covered = (_covered_cells(con, cells_of, row["alert_id"], window_start,
                                   opened_window=row["opened_window"].astimezone(timezone.utc))
                    if row["transition"] == "opened" else {})
-        for operator, cell_ids in _cells_for(con, row["level"], row["place_id"], window_start, radius_m):
+        for operator, cell_ids in cells_of(row["level"], row["place_id"], window_start):
             fresh = [cell for cell in cell_ids if cell not in covered.get(operator, set())]
             if fresh:
                 requests_out.append(_request(row, row["transition"], window_start, operator, fresh, messages, shown,

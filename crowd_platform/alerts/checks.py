@@ -10,9 +10,10 @@ import dagster as dg
 from crowd_platform.alerts.assets import broadcast_requests, crowd_alerts
 from crowd_platform.publication.kanon import publishable
 from crowd_platform.common.resources import CrowdPlatform
+from crowd_platform.ingestion.checks import MSISDN_BODY
 
 # A pseudonymized subscriber key (64 hex) or an Indonesian MSISDN must never be in a request.
-SUBSCRIBER_LIKE = re.compile(r"\b[0-9a-f]{64}\b|(?<![0-9])(\+?62|0)[ -]?8([ -]?[0-9]){7,12}(?![0-9])")
+SUBSCRIBER_LIKE = re.compile(rf"\b[0-9a-f]{{64}}\b|(?<![0-9]){MSISDN_BODY}(?![0-9])")
 
 
 @dg.asset_check(asset=crowd_alerts, description="Every alert that is not retracted has its opened transition, "

@@ -26,7 +26,9 @@ from crowd_platform.common.warehouse import WAREHOUSE_POOL, fetch_dicts, read_sq
 
 ASSET_KEY = dg.AssetKey("operator_drops")
 # docs/design.md section 4.1; the contracts' own forbiddenPattern is used when one is declared.
-DEFAULT_MSISDN_PATTERN = r"^(\+?62|0)[ -]?8([ -]?[0-9]){7,12}$"  # with or without separators
+# An Indonesian mobile number, with or without separators; anchored for one value, bare for a search in text.
+MSISDN_BODY = r"(\+?62|0)[ -]?8([ -]?[0-9]){7,12}"
+DEFAULT_MSISDN_PATTERN = f"^{MSISDN_BODY}$"
 
 CHECK_SPECS = [
     dg.AssetCheckSpec("contract_rules", asset=ASSET_KEY, blocking=True,

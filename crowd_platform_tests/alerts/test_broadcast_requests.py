@@ -10,15 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
-import yaml
 
 from crowd_platform.alerts.assets import broadcast_requests, crowd_alerts
 from crowd_platform.alerts.checks import broadcast_outbox_private
 from crowd_platform.alerts.delivery import HttpTarget, backoff_delay, post_with_retries, request_id_for
 from crowd_platform.common.partitions import range_tags, window_key
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform.common.settings import DEFAULT_CONFIG
-from crowd_platform_tests.support.alerts_warehouse import seed_reference, seed_windows, window
+from crowd_platform_tests.support.alerts_warehouse import alerts_platform, window
 
 WINDOWS = 12
 K1 = {1: 3500.0, 2: 3500.0, 3: 4500.0}   # kelurahan K1: opened@2, escalated@3
@@ -81,18 +79,8 @@ def operator_server():
 
 
 def _configure(tmp_path, monkeypatch, url: str | None, max_attempts: int = 5) -> CrowdPlatform:
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    if url:
-        entry = {"url": url, "timeout_s": 2, "max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.05}
-        config["broadcast"]["http"] = {"telkomsel": entry, "xl": entry}
-    config_path = tmp_path / "platform.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("CROWD_CONFIG", str(config_path))
-    crowd = CrowdPlatform(home=str(tmp_path / "home"))
-    with crowd.warehouse() as con:
-        seed_reference(con)
-        seed_windows(con, WINDOWS, kelurahan_k1=K1, site_s1=S1)
-    return crowd
+    return alerts_platform(tmp_path, monkeypatch, windows=WINDOWS, kelurahan_k1=K1, site_s1=S1, url=url,
+                           max_attempts=max_attempts)
 
 
 def _run(crowd, instance, assets, raise_on_error=True):
@@ -212,14 +200,9 @@ def test_one_crowd_over_neighbouring_places_warns_each_cell_once(tmp_path, monke
     """K1 and site s1 (inside K1, same cells) light up in the same windows: one crowd. Each
     operator's cell gets one opened request from the alerts live together; a later retraction
     of the first alert leaves out the cells the second still stands behind."""
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("CROWD_CONFIG", str(tmp_path / "platform.yaml"))
-    crowd = CrowdPlatform(home=str(tmp_path / "home"))
     together = {index: 3500.0 for index in range(1, WINDOWS)}  # still going at the end: both alerts stay open
-    with crowd.warehouse() as con:
-        seed_reference(con)
-        seed_windows(con, WINDOWS, kelurahan_k1=together, site_s1={index: 400.0 for index in together})
+    crowd = alerts_platform(tmp_path, monkeypatch, windows=WINDOWS, kelurahan_k1=together,
+                            site_s1={index: 400.0 for index in together})
     with dg.instance_for_test() as instance:
         _run(crowd, instance, [crowd_alerts])
         _run(crowd, instance, [broadcast_requests])

@@ -12,14 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
-import yaml
 
 from crowd_platform.alerts.assets import broadcast_requests, crowd_alerts
 from crowd_platform.alerts.delivery import HttpTarget, endpoint_problem, post_with_retries
 from crowd_platform.common.partitions import range_tags, window_key
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform.common.settings import DEFAULT_CONFIG
-from crowd_platform_tests.support.alerts_warehouse import seed_reference, seed_windows, window
+from crowd_platform_tests.support.alerts_warehouse import alerts_platform, window
 
 WINDOWS = 12
 K1 = {1: 3500.0, 2: 3500.0, 3: 4500.0}   # kelurahan K1: an alert opens, then escalates
@@ -105,17 +103,7 @@ def test_loopback_http_still_delivers():
 
 
 def _configure(tmp_path, monkeypatch, url: str, max_attempts: int = 3) -> CrowdPlatform:
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    entry = {"url": url, "timeout_s": 2, "max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.05}
-    config["broadcast"]["http"] = {"telkomsel": entry, "xl": entry}
-    config_path = tmp_path / "platform.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("CROWD_CONFIG", str(config_path))
-    crowd = CrowdPlatform(home=str(tmp_path / "home"))
-    with crowd.warehouse() as con:
-        seed_reference(con)
-        seed_windows(con, WINDOWS, kelurahan_k1=K1)
-    return crowd
+    return alerts_platform(tmp_path, monkeypatch, windows=WINDOWS, kelurahan_k1=K1, url=url, max_attempts=max_attempts)
 
 
 def _run(crowd, instance, assets):

@@ -14,6 +14,7 @@ from crowd_platform.cli import main
 from crowd_platform.common import audit
 from crowd_platform.common.settings import get_settings
 from crowd_platform.common.warehouse import connect
+from crowd_platform_tests.support.audit_log import run_sql, verify
 from crowd_platform.governance.audit_chain import (
     CHECKPOINTS_FILE,
     PRUNE_ACTION,
@@ -73,16 +74,6 @@ def _checkpoint(settings, created_at=None):
         return write_checkpoint(con, settings.witness, created_at=created_at)
 
 
-def _verify(settings):
-    with connect(settings.warehouse_path, read_only=True) as con:
-        return verify_chain(con, settings.witness)
-
-
-def _sql(settings, statement, params=None):
-    with connect(settings.warehouse_path) as con:
-        con.execute(statement, params or [])
-
-
 def _forge_prune(settings, through):
     """Delete the head through ``through`` and append a prune record with its real hash."""
     with connect(settings.warehouse_path) as con:
@@ -100,7 +91,7 @@ def _failed(result, seq, words):
 def test_witness_outside_home_and_clean_verdict(settings, capsys):
     assert not settings.witness.is_relative_to(settings.home)
     _checkpoint(settings)
-    result = _verify(settings)
+    result = verify(settings)
     assert result.status == "ok" and result.summary() == "OK: 8 records, last seq 8, 1 witness checkpoint(s) matched"
     assert main(["audit", "verify"]) == 0
     assert "WARNING" not in capsys.readouterr().out
@@ -108,20 +99,20 @@ def test_witness_outside_home_and_clean_verdict(settings, capsys):
 
 def test_edited_record(settings):
     _checkpoint(settings)
-    _sql(settings, "UPDATE audit_log SET details = '{\"rows\":999}' WHERE seq = 5")
-    _failed(_verify(settings), 5, "record changed")
+    run_sql(settings, "UPDATE audit_log SET details = '{\"rows\":999}' WHERE seq = 5")
+    _failed(verify(settings), 5, "record changed")
 
 
 def test_deleted_middle_record(settings):
     _checkpoint(settings)
-    _sql(settings, "DELETE FROM audit_log WHERE seq = 4")
-    _failed(_verify(settings), 4, "record seq 4 is missing")
+    run_sql(settings, "DELETE FROM audit_log WHERE seq = 4")
+    _failed(verify(settings), 4, "record seq 4 is missing")
 
 
 def test_deleted_oldest_records_without_prune_record(settings):
     _checkpoint(settings)
-    _sql(settings, "DELETE FROM audit_log WHERE seq <= 3")
-    _failed(_verify(settings), 1, "no audit.pruned record covers them")
+    run_sql(settings, "DELETE FROM audit_log WHERE seq <= 3")
+    _failed(verify(settings), 1, "no audit.pruned record covers them")
 
 
 def test_deleted_oldest_with_forged_prune_record_fails(settings):
@@ -130,7 +121,7 @@ def test_deleted_oldest_with_forged_prune_record_fails(settings):
     _checkpoint(settings)
     _append(settings, 4, start=9)
     _forge_prune(settings, 6)
-    result = _verify(settings)
+    result = verify(settings)
     _failed(result, 13, "older than the audit retention")
     assert "OK" not in result.summary()
 
@@ -143,7 +134,7 @@ def test_prune_record_not_covered_by_a_checkpoint(settings):
         write_checkpoint(con, settings.witness, result=VerifyResult(True, None, None, 4, 4, fourth, first_seq=1),
                          created_at=NOW - 3 * YEAR + timedelta(days=1))
     _forge_prune(settings, 6)
-    _failed(_verify(settings), 9, "not covered by a witness checkpoint")
+    _failed(verify(settings), 9, "not covered by a witness checkpoint")
 
 
 def test_prune_of_records_younger_than_retention(settings):
@@ -153,7 +144,7 @@ def test_prune_of_records_younger_than_retention(settings):
     _checkpoint(settings, created_at=NOW - YEAR + timedelta(hours=1))
     _append(settings, 2, start=9)
     _forge_prune(settings, 8)
-    _failed(_verify(settings), 11, "older than the audit retention (17520 h)")
+    _failed(verify(settings), 11, "older than the audit retention (17520 h)")
     with connect(settings.warehouse_path, read_only=True) as con:  # a shorter retention would allow it
         assert verify_chain(con, settings.witness, retention_hours=24 * 180).ok
 
@@ -164,14 +155,14 @@ def test_reordered_records(settings):
         con.execute("UPDATE audit_log SET seq = 100 WHERE seq = 3")
         con.execute("UPDATE audit_log SET seq = 3 WHERE seq = 6")
         con.execute("UPDATE audit_log SET seq = 6 WHERE seq = 100")
-    _failed(_verify(settings), 3, "prev_hash does not match")
+    _failed(verify(settings), 3, "prev_hash does not match")
 
 
 def test_consistent_rewrite_after_last_checkpoint_is_not_provable(settings):
     _checkpoint(settings)
     _append(settings, 4, start=9)
     _rechain(settings, 10, edit=lambda actor: "someone-else")
-    result = _verify(settings)
+    result = verify(settings)
     # Undetectable until the next checkpoint, so never reported as a clean OK.
     assert result.ok and result.status == "unwitnessed_tail" and result.witnessed_through == 8
     summary = result.summary()
@@ -183,7 +174,7 @@ def test_consistent_rewrite_before_last_checkpoint(settings):
     _checkpoint(settings)
     _append(settings, 4, start=9)
     _rechain(settings, 3, edit=lambda actor: "someone-else")
-    _failed(_verify(settings), 8, "differs from witness checkpoint")
+    _failed(verify(settings), 8, "differs from witness checkpoint")
 
 
 @pytest.mark.parametrize("which", ["jsonl", "both"])
@@ -193,7 +184,7 @@ def test_witness_checkpoint_edited(settings, which):
     (settings.witness / CHECKPOINTS_FILE).write_text(json.dumps(forged) + "\n")
     if which == "both":
         (settings.witness / f"{checkpoint['date']}.json").write_text(json.dumps(forged) + "\n")
-    _failed(_verify(settings), 8, "differs from witness checkpoint")
+    _failed(verify(settings), 8, "differs from witness checkpoint")
 
 
 def test_pruned_records_present_again(settings):
@@ -202,7 +193,7 @@ def test_pruned_records_present_again(settings):
     line = json.loads((settings.witness / CHECKPOINTS_FILE).read_text())
     (settings.witness / CHECKPOINTS_FILE).write_text(json.dumps({**line, "first_seq": 5}) + "\n")
     (settings.witness / f"{line['date']}.json").unlink()
-    _failed(_verify(settings), 1, "present again")
+    _failed(verify(settings), 1, "present again")
 
 
 def test_old_checkpoints_without_first_seq_are_read(settings):
@@ -212,7 +203,7 @@ def test_old_checkpoints_without_first_seq_are_read(settings):
     (settings.witness / f"{checkpoint['date']}.json").write_text(json.dumps(legacy) + "\n")
     assert checkpoint["first_seq"] == 1 and checkpoint["last_seq"] == 8
     assert [c["first_seq"] for c in read_checkpoints(settings.witness)] == [None]
-    assert _verify(settings).status == "ok"
+    assert verify(settings).status == "ok"
 
 
 def test_legitimate_prune_by_retention_verifies(settings):
@@ -225,10 +216,10 @@ def test_legitimate_prune_by_retention_verifies(settings):
         first, prune = con.execute("SELECT min(seq), max(seq) FILTER (WHERE action = ?) FROM audit_log",
                                    [PRUNE_ACTION]).fetchone()
     assert first == 9 and prune > 11
-    result = _verify(settings)
+    result = verify(settings)
     assert result.ok and result.status == "unwitnessed_tail" and result.first_seq == 9
     _checkpoint(settings)
-    result = _verify(settings)
+    result = verify(settings)
     assert result.status == "ok" and result.summary().startswith("OK: "), result.summary()
 
 
@@ -239,7 +230,7 @@ def test_retention_does_not_prune_past_the_witness(settings):
     outcome = apply_retention(settings, actor="test-dpo", purpose="retention-test")
     assert outcome.audit_pruned_through is None
     assert any("no witness checkpoint older than the audit retention" in note for note in outcome.notes)
-    assert _verify(settings).ok
+    assert verify(settings).ok
 
 
 def test_witness_on_object_storage(tmp_path, monkeypatch):
@@ -253,9 +244,9 @@ def test_witness_on_object_storage(tmp_path, monkeypatch):
     second = _checkpoint(settings)
     assert [c["last_seq"] for c in read_checkpoints(settings.witness)] == [first["last_seq"], second["last_seq"]] == [3, 5]
     assert len(list((settings.witness / "checkpoints").iterdir())) == 2  # one object per checkpoint
-    assert _verify(settings).status == "ok"
+    assert verify(settings).status == "ok"
     _rechain(settings, 2, edit=lambda actor: "someone-else")
-    _failed(_verify(settings), 3, "differs from witness checkpoint")
+    _failed(verify(settings), 3, "differs from witness checkpoint")
 
 
 def test_witness_path_from_config(settings, tmp_path):

@@ -117,3 +117,26 @@ def seed_windows(con, count: int, kelurahan_k1: dict[int, float] | None = None,
             value = site_s1.get(index, 100) if site == "telkomsel:s1" else 100
             con.execute("INSERT INTO bts_presence VALUES (?, ?, 'site', ?, ?, 'last', 'seed')",
                         [start, operator, site, int(value)])
+
+
+def alerts_platform(tmp_path, monkeypatch, *, windows: int, kelurahan_k1: dict[int, float],
+                    site_s1: dict[int, float] | None = None, url: str | None = None, max_attempts: int = 5):
+    """A CrowdPlatform on the default config (with ``url`` as telkomsel's and xl's broadcast
+    endpoint, fast retries) over a warehouse seeded with ``windows`` windows."""
+    import yaml
+
+    from crowd_platform.common.resources import CrowdPlatform
+    from crowd_platform.common.settings import DEFAULT_CONFIG
+
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    if url:
+        entry = {"url": url, "timeout_s": 2, "max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.05}
+        config["broadcast"]["http"] = {"telkomsel": entry, "xl": entry}
+    config_path = tmp_path / "platform.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("CROWD_CONFIG", str(config_path))
+    crowd = CrowdPlatform(home=str(tmp_path / "home"))
+    with crowd.warehouse() as con:
+        seed_reference(con)
+        seed_windows(con, windows, kelurahan_k1=kelurahan_k1, site_s1=site_s1)
+    return crowd
