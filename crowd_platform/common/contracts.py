@@ -238,16 +238,26 @@ def parse_contract(path: Path) -> Contract:
     )
 
 
+# The platform's own datasets contract (retention of every table, what is published) ships with
+# the code. A deployment's contracts folder (CROWD_CONTRACTS) holds its operators' contracts and
+# may carry its own copy to override it; without one, the shipped file applies.
+PLATFORM_CONTRACT_FILE = Path(__file__).resolve().parents[2] / "data_contracts" / "platform_datasets.yaml"
+PLATFORM_CONTRACT_ID = "platform-datasets"
+
+
 @lru_cache(maxsize=8)
-def _load_cached(directory: str, stamp: tuple[tuple[str, float], ...]) -> tuple[Contract, ...]:
-    return tuple(parse_contract(Path(directory) / name) for name, _ in stamp)
+def _load_cached(stamp: tuple[tuple[str, float], ...]) -> tuple[Contract, ...]:
+    return tuple(parse_contract(Path(path)) for path, _ in stamp)
 
 
 def load_contracts(directory: Path) -> tuple[Contract, ...]:
-    """Every contract in the folder (cached until a file changes)."""
+    """Every contract in the folder, plus the shipped platform datasets contract when the folder has
+    no ``platform_datasets.yaml`` of its own (cached until a file changes)."""
     files = sorted(directory.glob("*.yaml"))
-    stamp = tuple((path.name, path.stat().st_mtime) for path in files)
-    return _load_cached(str(directory), stamp)
+    if not any(path.name == PLATFORM_CONTRACT_FILE.name for path in files) and PLATFORM_CONTRACT_FILE.exists():
+        files.append(PLATFORM_CONTRACT_FILE)
+    stamp = tuple((str(path), path.stat().st_mtime) for path in files)
+    return _load_cached(stamp)
 
 
 def operator_contracts(directory: Path, feed: str = "events") -> dict[str, Contract]:

@@ -13,7 +13,7 @@ import pandas as pd
 import shapely
 
 from crowd_platform.common import storage
-from crowd_platform.common.contracts import operator_event_contracts
+from crowd_platform.common.contracts import contract_for, operator_event_contracts
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import read_sql
 
@@ -118,6 +118,27 @@ def sites_of(registry: pd.DataFrame) -> pd.DataFrame:
     return sites.sort_values("site_id").reset_index(drop=True)
 
 
+# A cell global id MCC-MNC-LAC-CI: the shape of a cell id when an operator's cells contract
+# declares no pattern of its own.
+GLOBAL_CELL_ID = r"[0-9]{3}-[0-9]{2,3}-[0-9]+-[0-9]+"
+
+
+def operator_cell_rules(contracts_dir: Path) -> pd.DataFrame:
+    """Per operator with an event feed: the full-match pattern of its cell ids (its cells contract's
+    ``cell_id`` pattern, else a global id) and whether its ids carry an MNC its contracts must
+    declare (global ids of an operator whose contracts list MNCs). Opaque ids (FlowKit's
+    ``JxDglNVk``) are the operator's own namespace: no MNC to check."""
+    rows = []
+    for operator, contract in operator_event_contracts(contracts_dir).items():
+        cells = contract_for(contracts_dir, operator, "cells")
+        pattern = None
+        if cells is not None and any(spec.name == "cell_id" for spec in cells.columns):
+            pattern = cells.column("cell_id").options.get("pattern")
+        pattern = str(pattern).removeprefix("^").removesuffix("$") if pattern else GLOBAL_CELL_ID
+        rows.append((operator, pattern, bool(contract.mnc)))
+    return pd.DataFrame(rows, columns=["operator", "pattern", "checks_mnc"])
+
+
 CELL_OBSERVATION_COLUMNS = ["drop_id", "operator", "window_start", "cell_id", "lon", "lat", "radio"]
 
 
@@ -156,6 +177,7 @@ def screen_cell_drops(con: duckdb.DuckDBPyConnection, settings: Settings, distri
     drops = cell_drops(con)
     con.register("cell_observations", cell_observations(con, settings, drops))
     con.register("operator_mnc", operator_mnc)
+    con.register("operator_cell_rules", operator_cell_rules(settings.contracts_dir))
     screened = con.execute(read_sql("geography/bts_registry_screen"),
                            {"west": west, "east": east, "south": south, "north": north, "outside": OUTSIDE_AREA}).df()
     finest = districts[districts["level_rank"] == districts["level_rank"].min()]

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from crowd_platform.common.contracts import Contract, load_contracts, operator_event_contracts
+from crowd_platform.common.contracts import PLATFORM_CONTRACT_ID, Contract, load_contracts, operator_event_contracts
 from crowd_platform.common.erasure import FILE_METHOD  # noqa: F401 - the one file-deletion method name
 from crowd_platform.common.settings import Settings
 
-PLATFORM_CONTRACT_ID = "platform-datasets"
 DROP_ELEMENT = "events.subscriber_key"
 ROWS_METHOD = "DELETE + rebuild (COPY FROM DATABASE to fresh file, atomic replace)"
 SAMPLE_KEYS_PER_FILE = 5
