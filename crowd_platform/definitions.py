@@ -16,6 +16,7 @@ from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.density import defs as density
 from crowd_platform.geography import defs as geography
 from crowd_platform.governance import defs as governance
+from crowd_platform.indicators import defs as indicators
 from crowd_platform.ingestion import defs as ingestion
 
 # Policy applied once, here: each domain's assets are its group, owned by its team, tagged with
@@ -24,6 +25,7 @@ DOMAIN_OWNERS = {
     "ingestion": "team:data-engineering",
     "geography": "team:geography",
     "density": "team:density",
+    "indicators": "team:indicators",
     "alerts": "team:alerts",
     "governance": "team:governance",
 }
@@ -45,6 +47,7 @@ defs = dg.Definitions.merge(
     with_domain_policy("ingestion", ingestion.defs),
     with_domain_policy("geography", geography.defs),
     with_domain_policy("density", density.defs),
+    with_domain_policy("indicators", indicators.defs),
     with_domain_policy("alerts", alerts.defs),
     with_domain_policy("governance", governance.defs),
     jobs.defs,

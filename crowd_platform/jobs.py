@@ -6,10 +6,11 @@ broadcast requests. Assets are selected by key so this module imports no domain 
 """
 
 from datetime import timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from crowd_platform.common.partitions import DAY_KEY_FORMAT, daily_partitions, window_partitions
+from crowd_platform.common.partitions import DAY_KEY_FORMAT, daily_partitions, local_daily_partitions, window_partitions
 from crowd_platform.common.settings import get_settings
 
 settings = get_settings()
@@ -31,6 +32,13 @@ GEOGRAPHY_ASSETS = (
     "bts_district_weights",
 )
 DAILY_ASSETS = ("density_baseline", "district_presence_daily")
+# Mobility indicators, per LOCAL day (their own partitions: a job has one partitions definition).
+INDICATOR_ASSETS = (
+    "subscriber_daily_location",
+    "district_unique_subscribers",
+    "district_daily_location",
+    "district_od_flows",
+)
 
 window_job = dg.define_asset_job(
     "window_job",
@@ -80,4 +88,35 @@ def daily_baseline_schedule(context: dg.ScheduleEvaluationContext):
         )
 
 
-defs = dg.Definitions(jobs=[window_job, geography_job, daily_job], schedules=[daily_baseline_schedule])
+indicators_job = dg.define_asset_job(
+    "indicators_job",
+    selection=dg.AssetSelection.assets(*INDICATOR_ASSETS),
+    partitions_def=local_daily_partitions,
+    description="Mobility indicators of a local day (density.local_timezone): daily locations, unique "
+                "subscribers, flows, and their k-anonymised publications.",
+)
+
+INDICATORS_LOCAL_HOUR = 6  # local time the previous local day is computed (late drops have arrived)
+
+
+@dg.schedule(
+    job=indicators_job,
+    cron_schedule=f"0 {INDICATORS_LOCAL_HOUR} * * *",
+    execution_timezone=settings.config.density.local_timezone,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Each day at 06:00 local time: the mobility indicators of the previous local day.",
+)
+def indicators_schedule(context: dg.ScheduleEvaluationContext):
+    local_now = context.scheduled_execution_time.astimezone(ZoneInfo(settings.config.density.local_timezone))
+    day_key = (local_now - timedelta(days=1)).strftime(DAY_KEY_FORMAT)
+    if day_key not in local_daily_partitions.get_partition_keys(current_time=local_now + timedelta(days=1)):
+        return  # outside the emergency period: nothing to compute
+    yield dg.RunRequest(
+        run_key=f"indicators-{day_key}",
+        partition_key=day_key,
+        tags={"crowd/purpose": settings.purpose, "crowd/actor": "schedule:indicators_schedule"},
+    )
+
+
+defs = dg.Definitions(jobs=[window_job, geography_job, daily_job, indicators_job],
+                      schedules=[daily_baseline_schedule, indicators_schedule])

@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "crowd_platform"
 # Data-flow order: a drop is ingested, placed, counted, alerted on, governed.
-FLOW = ("ingestion", "geography", "density", "alerts", "governance")
+FLOW = ("ingestion", "geography", "density", "indicators", "alerts", "governance")
 # k-anonymisation is a library every domain that publishes uses; it imports only common/.
 LIBRARIES = ("publication",)
 DOMAINS = FLOW + LIBRARIES

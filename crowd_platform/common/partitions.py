@@ -94,3 +94,31 @@ def window_asset(**asset_kwargs):
 def day_asset(**asset_kwargs):
     """``@dg.asset`` for a table computed per UTC day, otherwise as :func:`window_asset`."""
     return _warehouse_asset(daily_partitions, **asset_kwargs)
+
+
+def _local_day_partitions() -> dg.DailyPartitionsDefinition:
+    """One partition per LOCAL date (density.local_timezone) of the emergency period: key D is the
+    local date D, its time window local midnight to the next (17:00 UTC D-1 .. 17:00 UTC D in WIB).
+    The first and last local dates that hold any instant of the period are included."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(_settings.config.density.local_timezone)
+    first = _settings.emergency_start.astimezone(zone).date()
+    last = (_settings.emergency_end - timedelta(microseconds=1)).astimezone(zone).date()
+    return dg.DailyPartitionsDefinition(
+        start_date=first.strftime(DAY_KEY_FORMAT),
+        end_date=(last + timedelta(days=1)).strftime(DAY_KEY_FORMAT),
+        timezone=_settings.config.density.local_timezone,
+    )
+
+
+# Local days (indicators): unlike daily_partitions, whose key D stands for a UTC day (or, in
+# district_presence_daily, is read as the local date D), these windows ARE the local days, so a
+# TimeWindowPartitionMapping from window_partitions selects exactly a local day's 15-minute windows.
+local_daily_partitions = _local_day_partitions()
+
+
+def local_day_asset(**asset_kwargs):
+    """``@dg.asset`` for a table computed per LOCAL day (:data:`local_daily_partitions`),
+    otherwise as :func:`window_asset`. ``window_bounds`` gives the local day's [start, end) in UTC."""
+    return _warehouse_asset(local_daily_partitions, **asset_kwargs)

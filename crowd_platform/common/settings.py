@@ -198,6 +198,32 @@ class GovernanceSection(_Section):
     witness_path: str | None = None
 
 
+class IndicatorsSection(_Section):
+    """Mobility indicators (docs/indicators.md): local hours of the within-day flow windows and the
+    daily-location rule flows use. Optional: the defaults are FlowKit-like morning and evening."""
+
+    flow_rule: Literal["last", "modal"] = "last"
+    # The one boundary level whose flows are published (a geography.levels name); None: the finest.
+    flow_level: str | None = None
+    # [start, end) local hours (density.local_timezone) of the morning and evening windows
+    morning_hours: tuple[int, int] = (6, 10)
+    evening_hours: tuple[int, int] = (16, 20)
+
+    @field_validator("morning_hours", "evening_hours")
+    @classmethod
+    def _hour_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        start, end = value
+        if not 0 <= start < end <= 24:
+            raise ValueError("hours must be [start, end) with 0 <= start < end <= 24")
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "IndicatorsSection":
+        if self.morning_hours[1] > self.evening_hours[0]:
+            raise ValueError("indicators.morning_hours must end before evening_hours start")
+        return self
+
+
 class PlatformConfig(_Section):
     """The whole configuration file."""
 
@@ -211,6 +237,7 @@ class PlatformConfig(_Section):
     ingestion: IngestionSection = IngestionSection()
     storage: StorageSection = StorageSection()
     governance: GovernanceSection = GovernanceSection()
+    indicators: IndicatorsSection = IndicatorsSection()
 
     @field_validator("window_minutes")
     @classmethod

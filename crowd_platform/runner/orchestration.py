@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -31,6 +32,7 @@ class RunSummary:
     failed_runs: list[str] = field(default_factory=list)
     windows: set[str] = field(default_factory=set)
     days: set[str] = field(default_factory=set)
+    local_days: set[str] = field(default_factory=set)  # mobility indicators computed (local dates)
     geography_runs: int = 0
     unroutable_runs: int = 0
 
@@ -144,6 +146,9 @@ def _run_requests(
             windows_by_day[_day_of(request.partition_key)].append(request.partition_key)
     for day in sorted(windows_by_day):
         process_day(defs, instance, day, sorted(set(windows_by_day[day])), tags, summary, progress, with_presence_daily)
+    if with_presence_daily:
+        window_keys = [key for keys in windows_by_day.values() for key in keys]
+        process_indicators(defs, instance, local_days_of(window_keys), tags, summary, progress)
 
     for job_name, leftover in by_job.items():
         for request in leftover:
@@ -204,6 +209,25 @@ def process_day(
         _execute(defs, instance, "daily_job", summary, progress, f"presence {day}", partition_key=day,
                  asset_selection=[dg.AssetKey("district_presence_daily")], tags=tags)
     summary.days.add(day)
+
+
+def local_days_of(window_keys: list[str]) -> list[str]:
+    """The local dates (density.local_timezone) the windows fall on, oldest first."""
+    from crowd_platform.common.settings import get_settings
+
+    zone = ZoneInfo(get_settings().config.density.local_timezone)
+    return sorted({parse_window_key(key).astimezone(zone).strftime(DAY_KEY_FORMAT) for key in window_keys})
+
+
+def process_indicators(defs: dg.Definitions, instance: dg.DagsterInstance, local_days: list[str],
+                       tags: dict[str, str], summary: RunSummary, progress: Progress) -> None:
+    """The mobility indicators of every local day that got new windows, in date order (the flows
+    of day D read D-1's locations). A day still arriving is computed again when the rest lands:
+    each run replaces its day."""
+    for day in local_days:
+        progress(f"  {day} (local): mobility indicators")
+        if _execute(defs, instance, "indicators_job", summary, progress, f"indicators {day}", partition_key=day, tags=tags):
+            summary.local_days.add(day)
 
 
 def parse_day(value: str) -> datetime:

@@ -194,3 +194,73 @@ def test_published_density_never_shows_k_or_less(warehouse):
     assert small == 0 and windows == 96
     # ~26 subscribers per window over 75 districts: the regions alone can be shown, and only some.
     assert 0 < shown < 96 * 5
+
+
+# ---------------------------------------------------------------- mobility indicators (issue 16)
+MORNING, EVENING = (6, 10), (16, 20)  # indicators.morning_hours / evening_hours defaults, local hours
+
+
+def located_events(warehouse) -> pl.DataFrame:
+    """FlowKit's events, each in its site's largest-weight finest district (ties: the larger code;
+    docs/indicators.md), with the local hour of its window."""
+    weights = query(warehouse, "SELECT site_id AS platform_site, district_code, weight FROM bts_district_weights "
+                               "WHERE scope = 'flowkit' AND weight > 0")
+    site_district = weights.sort(["platform_site", "weight", "district_code"]).group_by("platform_site").last()
+    membership = query(warehouse, "SELECT cell_id, site_id AS platform_site FROM bts_registry WHERE valid_from = ?",
+                       [FIRST_WINDOW])
+    events = flowkit_events().join(membership, on="cell_id").join(site_district.drop("weight"), on="platform_site")
+    return events.with_columns(pl.col("window_start").dt.convert_time_zone(LOCAL_TIMEZONE).dt.hour().alias("local_hour"))
+
+
+def last_location(events: pl.DataFrame) -> pl.DataFrame:
+    """FlowKit daily_location 'last': the district of the subscriber's last event (ties: larger cell)."""
+    return events.sort(["subscriber", "event_time", "cell_id"]).group_by("subscriber").last().select(
+        "subscriber", "district_code")
+
+
+def modal_location(events: pl.DataFrame) -> pl.DataFrame:
+    """FlowKit daily_location 'modal': the district with most events; ties go to the district of the
+    latest event (then the larger cell)."""
+    per_district = events.sort(["event_time", "cell_id"]).group_by(["subscriber", "district_code"]).agg(
+        pl.len().alias("events"), pl.col("event_time").last().alias("latest"), pl.col("cell_id").last().alias("cell"))
+    return per_district.sort(["subscriber", "events", "latest", "cell"]).group_by("subscriber").last().select(
+        "subscriber", "district_code")
+
+
+@pytest.mark.parametrize("rule", ["last", "modal"])
+def test_daily_location_per_district_equals_the_recomputation(warehouse, rule):
+    events = located_events(warehouse)
+    located = (last_location if rule == "last" else modal_location)(events)
+    expected = located.group_by("district_code").agg(pl.len().alias("subscribers"))
+    platform = query(warehouse, "SELECT district_code, subscribers FROM district_daily_location "
+                                "WHERE day = DATE '2016-01-01' AND rule = ? AND level = 'district'", [rule])
+    joined = expected.join(platform, on="district_code", how="full", suffix="_platform", coalesce=True)
+    assert joined.filter(pl.col("subscribers").fill_null(0) != pl.col("subscribers_platform").fill_null(0)).height == 0
+    # One location per subscriber and day: 498, not the 2 441 that summing a per-window rule gives.
+    regions = warehouse.execute("SELECT sum(subscribers) FROM district_daily_location WHERE day = DATE '2016-01-01' "
+                                "AND rule = ? AND level = 'region'", [rule]).fetchone()[0]
+    assert regions == located.height == 498
+
+
+def test_morning_to_evening_flows_equal_the_recomputation(warehouse):
+    events = located_events(warehouse)
+    morning = last_location(events.filter(pl.col("local_hour").is_between(MORNING[0], MORNING[1], closed="left")))
+    evening = last_location(events.filter(pl.col("local_hour").is_between(EVENING[0], EVENING[1], closed="left")))
+    pairs = morning.join(evening, on="subscriber", suffix="_evening")
+    expected = pairs.group_by(["district_code", "district_code_evening"]).agg(pl.len().alias("subscribers")).rename(
+        {"district_code": "origin_code", "district_code_evening": "destination_code"})
+    platform = query(warehouse, "SELECT origin_code, destination_code, subscribers FROM district_od_flows "
+                                "WHERE day = DATE '2016-01-01' AND flow_kind = 'morning_evening' AND level = 'district'")
+    joined = expected.join(platform, on=["origin_code", "destination_code"], how="full", suffix="_platform", coalesce=True)
+    assert pairs.height > 50  # subscribers seen both in the morning and in the evening
+    assert joined.filter(pl.col("subscribers").fill_null(0) != pl.col("subscribers_platform").fill_null(0)).height == 0
+    # One day of data: no consecutive-day flows.
+    assert warehouse.execute("SELECT count(*) FROM district_od_flows WHERE flow_kind = 'consecutive_days'").fetchone()[0] == 0
+
+
+def test_published_indicators_never_show_k_or_less(warehouse):
+    for table in ("district_unique_subscribers_published", "district_daily_location_published",
+                  "district_od_flows_published"):
+        small, total = warehouse.execute(
+            f"SELECT count(*) FILTER (WHERE subscribers BETWEEN 1 AND ?), count(*) FROM {table}", [K]).fetchone()
+        assert small == 0 and total > 0, table

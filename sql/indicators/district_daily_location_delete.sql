@@ -1,0 +1,1 @@
+DELETE FROM district_daily_location WHERE day = CAST($day AS DATE)

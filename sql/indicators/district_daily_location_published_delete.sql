@@ -1,0 +1,1 @@
+DELETE FROM district_daily_location_published WHERE day = CAST($day AS DATE)

@@ -1,0 +1,1 @@
+DELETE FROM district_od_flows_published WHERE day = CAST($day AS DATE)

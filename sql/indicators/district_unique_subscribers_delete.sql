@@ -1,0 +1,1 @@
+DELETE FROM district_unique_subscribers WHERE day = CAST($day AS DATE)

@@ -1,0 +1,1 @@
+DELETE FROM district_unique_subscribers_published WHERE day = CAST($day AS DATE)

@@ -1,0 +1,1 @@
+DELETE FROM indicator_operator_days WHERE day = CAST($day AS DATE)
