@@ -13,6 +13,7 @@ from crowd_platform.common.partitions import window_asset, window_bounds
 from crowd_platform.common.provenance import code_version
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.asset_metadata import table_metadata
+from crowd_platform.geography import maps
 from crowd_platform.publication.alerts import publish_alerts
 
 
@@ -43,6 +44,7 @@ def crowd_alerts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
             "baseline_mad": [("density_baseline", "mad")],
             "drop_ids": [("district_density", "drop_ids")],
         })
+        alert_map = _alert_map_metadata(context, crowd, con, start, end)
     if summary["windows_not_evaluated"]:
         by_reason = ", ".join(f"{count} {reason}" for reason, count in sorted(summary["windows_not_evaluated_by_reason"].items()))
         context.log.warning(f"{summary['windows_not_evaluated']} of {summary['windows']} windows not evaluated: {by_reason}")
@@ -56,7 +58,21 @@ def crowd_alerts(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.
     metadata["rules"] = dg.MetadataValue.json(rules.as_dict())
     metadata["code_version"] = code_version()
     metadata.update(table)
+    metadata.update(alert_map)
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _alert_map_metadata(context: dg.AssetExecutionContext, crowd: CrowdPlatform, con: Any,
+                        start: Any, end: Any) -> dict[str, Any]:
+    """One map per step: the places of the alerts (crowd_alerts_published) open at some time in the
+    range, outlined over the published density of the range's last window. Never fails the step."""
+    try:
+        markdown, summary = maps.range_map_markdown(con, crowd.settings, start, end, alt="crowd alert map",
+                                                    alerts_of_range=True)
+    except Exception as error:  # noqa: BLE001 - alerts are written; the picture is optional
+        context.log.warning(f"alert map not drawn: {type(error).__name__}: {error}")
+        return {"alert_map": dg.MetadataValue.md(f"_alert map not drawn: {type(error).__name__}_")}
+    return {"alert_map": dg.MetadataValue.md(markdown), "alert_map_summary": dg.MetadataValue.json(summary)}
 
 
 @window_asset(

@@ -19,6 +19,7 @@ from crowd_platform.common.asset_metadata import table_metadata
 from crowd_platform.density.baseline import BASELINE_LOOKBACK_DAYS, compute_density_baseline
 from crowd_platform.density.districts import compute_district_density
 from crowd_platform.density.presence import compute_bts_presence, compute_district_presence_daily
+from crowd_platform.geography import maps
 
 
 
@@ -65,8 +66,23 @@ def district_density(context: dg.AssetExecutionContext, crowd: CrowdPlatform) ->
             "district_code": [("bts_district_weights", "district_code"), ("districts", "parent_code")],
             "drop_ids": [("staged_events", "drop_id")],
         })
+        density_map = _density_map_metadata(context, crowd, con, start, end)
     context.log.info(f"district_density {start:%Y-%m-%d %H:%M}..{end:%H:%M}: {result['rows']} rows")
-    return dg.MaterializeResult(metadata={**_metadata(result, start, end), **table, "code_version": code_version()})
+    return dg.MaterializeResult(metadata={**_metadata(result, start, end), **table, **density_map,
+                                          "code_version": code_version()})
+
+
+def _density_map_metadata(context: dg.AssetExecutionContext, crowd: CrowdPlatform, con: Any,
+                          start: datetime, end: datetime) -> dict[str, Any]:
+    """One choropleth per step (the last published window of the range, finest level, alerts live in
+    it outlined), drawn from district_density_published only. A map that cannot be drawn is a
+    warning, never a failed density step."""
+    try:
+        markdown, summary = maps.range_map_markdown(con, crowd.settings, start, end, alt="published density map")
+    except Exception as error:  # noqa: BLE001 - the numbers are written; the picture is optional
+        context.log.warning(f"density map not drawn: {type(error).__name__}: {error}")
+        return {"density_map": dg.MetadataValue.md(f"_density map not drawn: {type(error).__name__}_")}
+    return {"density_map": dg.MetadataValue.md(markdown), "density_map_summary": dg.MetadataValue.json(summary)}
 
 
 @day_asset(

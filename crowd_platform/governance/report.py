@@ -12,12 +12,14 @@ by when they happened. No subscriber-level value is ever read.
 from __future__ import annotations
 
 import html
+import tempfile
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from crowd_platform.geography import maps
 from crowd_platform.governance.audit_chain import verify_chain
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import fetch_dicts, read_sql
@@ -27,6 +29,7 @@ body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:75rem}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#f3f3f3}
+figure{margin:.5rem 0}figure img{max-width:100%;border:1px solid #ccc}figcaption{color:#555;font-size:.85rem}
 .ok{color:#176d2c;font-weight:bold}.bad{color:#a11;font-weight:bold}.note{color:#555;font-size:.85rem}
 """
 
@@ -72,7 +75,30 @@ def collect(connection: duckdb.DuckDBPyConnection, settings: Settings, start: da
             "retention_period, deleted_at, method, verification FROM deletion_certificates "
             "WHERE deleted_at >= ? AND deleted_at < ? ORDER BY deleted_at, certificate_id", params),
         "chain": verify_chain(connection, settings.witness),
+        "map": _busiest_window_map(connection, settings, lo, hi),
     }
+
+
+def _busiest_window_map(connection: duckdb.DuckDBPyConnection, settings: Settings, lo: datetime,
+                        hi: datetime) -> dict[str, Any]:
+    """The published density of the period's busiest published window (finest level) with the places
+    of the period's alerts outlined, as a data URI (the report is one file). Published tables only."""
+    if maps.finest_level(connection) is None:
+        return {"uri": None, "reason": "no district boundaries in the warehouse"}
+    busiest = connection.execute(read_sql("governance/report_busiest_window"), {"lo": lo, "hi": hi}).fetchone()
+    if not busiest:
+        return {"uri": None, "reason": "no published density value in this period"}
+    window = busiest[0]
+    tz_name = settings.config.density.local_timezone
+    title = (f"Busiest published window: {maps.local_label(window, tz_name, settings.window_minutes)}\n"
+             f"with the places of the period's crowd alerts")
+    with tempfile.TemporaryDirectory(prefix="crowd-report-map-") as folder:
+        drawn = maps.published_density_map(connection, settings, window, Path(folder) / "map.png", title=title,
+                                           alerts_from=lo, alerts_to=hi, figsize=(8.5, 7.0), dpi=100)
+        uri = maps.png_data_uri(drawn.path) if drawn.path is not None else None
+    return {"uri": uri, "window": window, "level": drawn.level, "shown": drawn.districts_shown,
+            "suppressed": drawn.districts_suppressed, "district_alerts": drawn.district_alerts,
+            "site_alerts": drawn.site_alerts}
 
 
 def render(data: dict[str, Any], settings: Settings, start: date, end: date) -> str:
@@ -105,6 +131,7 @@ def render(data: dict[str, Any], settings: Settings, start: date, end: date) -> 
         [[d["certificate_id"], d["object_kind"], d["object_id"], d["partition_key"], d["rows"], d["bytes"],
           d["content_sha256"], d["policy"], d["retention_period"], d["deleted_at"], d["method"], d["verification"]]
          for d in deletions]))
+    sections.append(_map_section(data.get("map") or {}, settings))
     chain = data["chain"]
     verdict = (f'<p class="ok">{_esc(chain.summary())}</p>' if chain.ok else f'<p class="bad">{_esc(chain.summary())}</p>')
     sections.append("<h2>Audit chain verification</h2>" + verdict)
@@ -118,6 +145,23 @@ def render(data: dict[str, Any], settings: Settings, start: date, end: date) -> 
         f"requests are exact.</p>"
         + "".join(sections) + "</body></html>"
     )
+
+
+def _map_section(drawn: dict[str, Any], settings: Settings) -> str:
+    k = settings.k_anonymity
+    heading = "<h2>Map: busiest published window and the alert places</h2>"
+    if not drawn.get("uri"):
+        return heading + f'<p class="note">No map: {_esc(drawn.get("reason") or "nothing to draw")}.</p>'
+    tz_name = settings.config.density.local_timezone
+    caption = (f"Published density (district_density_published) by {_esc(drawn['level'])} in the busiest published "
+               f"window of the period, {_esc(maps.local_label(drawn['window'], tz_name, settings.window_minutes))}; "
+               f"{_esc(drawn['shown'])} districts shown, {_esc(drawn['suppressed'])} suppressed. "
+               f"Hatched grey: suppressed (k-anonymity, k={k}): the publication hides the value, so the map shows "
+               f"neither a number nor a colour for it; the colour scale is built from shown values only. "
+               f"Blue outline: a district alert of the period ({_esc(drawn['district_alerts'])}); blue ring: a site "
+               f"alert's place ({_esc(drawn['site_alerts'])}). Outlying islands are drawn in the inset.")
+    return (heading + f'<figure><img alt="published density map with alert places" src="{drawn["uri"]}">'
+            f"<figcaption>{caption}</figcaption></figure>")
 
 
 def write_report(connection: duckdb.DuckDBPyConnection, settings: Settings, start: date, end: date,
