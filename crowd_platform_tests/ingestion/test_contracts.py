@@ -16,8 +16,13 @@ from crowd_platform.ingestion.rules import compile_rules, portable_regex_problem
 from crowd_platform.common.settings import CONTRACTS_DIR, get_settings
 
 
-def test_shipped_contracts_are_clean(capsys):
-    assert main(["contracts", "lint", "--dir", str(CONTRACTS_DIR)]) == 0
+# The default deployment's contracts and every other shipped deployment's (docs/onboarding.md).
+CONTRACT_FOLDERS = [CONTRACTS_DIR, *sorted((CONTRACTS_DIR.parent / "deployments").glob("*/data_contracts"))]
+
+
+@pytest.mark.parametrize("folder", CONTRACT_FOLDERS, ids=lambda folder: folder.parent.name)
+def test_shipped_contracts_are_clean(capsys, folder):
+    assert main(["contracts", "lint", "--dir", str(folder)]) == 0
     assert "0 problem(s)" in capsys.readouterr().out
 
 
@@ -81,8 +86,8 @@ def test_every_contract_validates_against_the_vendored_odcs_schema():
 
     from crowd_platform.ingestion.lint import odcs_schema_path, schema_problems
 
-    paths = sorted(CONTRACTS_DIR.glob("*.yaml"))
-    assert len(paths) >= 7
+    paths = sorted(path for folder in CONTRACT_FOLDERS for path in folder.glob("*.yaml"))
+    assert len(paths) >= 10
     for path in paths:
         document = yaml.safe_load(path.read_text())
         schema_file = odcs_schema_path(document["apiVersion"])
