@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CROWD_HOME ?= $(CURDIR)/.crowd
 export CROWD_HOME
 
-.PHONY: venv demo test test-resilience dev audit-ui bench clean lint-contracts
+.PHONY: venv demo test test-resilience dev audit-ui serve bench clean lint-contracts
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ dev: $(STAMP)
 audit-ui: $(STAMP)
 	mkdir -p $(CROWD_HOME)/dagster_home
 	DAGSTER_HOME=$(CROWD_HOME)/dagster_home $(BIN)/dagster-webserver -w workspace.yaml --read-only -h 127.0.0.1 -p 3001
+
+# Read-only published API + operations map on loopback (docs/api.md); tokens: crowd-platform tokens issue.
+serve: $(STAMP)
+	$(BIN)/crowd-platform serve --host 127.0.0.1 --port 8765
 
 lint-contracts: $(STAMP)
 	$(BIN)/crowd-platform contracts lint

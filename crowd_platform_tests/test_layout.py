@@ -93,6 +93,14 @@ def test_domain_imports_follow_the_data_flow():
     assert problems == []
 
 
+def test_the_api_reaches_nothing_but_common():
+    """The published API reads its own in-memory copy of the published tables (api/snapshot.py):
+    it imports no domain, so no code path from a request can reach an internal table."""
+    problems = [f"{module} imports {target}" for module, path in sorted(MODULES.items()) if _room(module) == "api"
+                for target in sorted(_imports(path)) if _room(target) not in ("api", "common")]
+    assert problems == []
+
+
 def test_cli_modules_reach_domains_only_through_their_public_functions():
     """The CLI parses arguments and prints; it runs no SQL of its own, read or write."""
     problems = []

@@ -47,6 +47,7 @@ def test_policy_comes_from_contracts(settings):
 # Warehouse tables without a retention period, and why: none holds a per-subscriber or
 # per-window count (drops/check_results are the lineage of what arrived, marked deleted).
 NO_RETENTION = {
+    "api_tokens": "API token hashes, names and dataset scopes (access control): no data, no counts",
     "drops": "drop metadata (ids, hashes, statuses): the lineage an auditor follows, no content",
     "check_results": "rule verdicts of drops: rule names and counts only",
     "bts_registry": "cell positions: network reference data",

@@ -73,7 +73,9 @@ def test_no_count_of_people_in_1_to_k_in_any_published_table(pipeline_home):
     settings = get_settings(pipeline_home.home)
     k = settings.k_anonymity
     tables = _published_tables()
-    assert {"district_density_published", "crowd_alerts_published", "alert_transitions_published"} <= set(tables)
+    assert {"district_density_published", "crowd_alerts_published", "alert_transitions_published",
+            "district_unique_subscribers_published", "district_daily_location_published",
+            "district_od_flows_published"} <= set(tables)
     assert "crowd_alerts" not in tables and "alert_transitions" not in tables
     found, scanned = [], 0
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
