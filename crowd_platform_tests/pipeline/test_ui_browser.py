@@ -6,13 +6,16 @@ instance the end-to-end week was processed in.
 - Data engineers: the landing sensor is running, a drop's check results and a quarantined
   drop's reasons are visible, and a backfill of a window range can be launched.
 
-Screenshots go to docs/screenshots/ (the pictures in docs/ui.md).
+Screenshots go to a temporary folder; with UPDATE_SCREENSHOTS=1 they replace the pictures in
+docs/screenshots/ (docs/ui.md): a test run never rewrites tracked files on its own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,8 @@ from crowd_platform_tests.support.ui import PROJECT_ROOT, browser_page, dagster_
 
 pytestmark = [pytest.mark.xdist_group("pipeline"), pytest.mark.browser, requires_chromium]
 
-SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+SCREENSHOTS = (PROJECT_ROOT / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS")
+               else Path(tempfile.mkdtemp(prefix="crowd-ui-screenshots-")))
 REPOSITORY = {"repositoryName": "__repository__", "repositoryLocationName": "crowd_platform"}
 
 
