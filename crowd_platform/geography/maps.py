@@ -293,7 +293,11 @@ def density_map(
 
 def coverage_map(coverage: gpd.GeoDataFrame, districts_gdf: gpd.GeoDataFrame, path: str | Path,
                  title: str = "Coverage (Voronoi of sites)", dpi: int = 80) -> Path:
-    """One panel per scope (each operator, then 'all'): Voronoi polygons over district outlines."""
+    """One panel per scope (each operator, then 'all'): Voronoi polygons over district outlines.
+
+    Each panel frames the main land mass; districts apart from it (:func:`outlying_mask`, e.g.
+    Kepulauan Seribu, 40-80 km off Jakarta) and their sites go to an inset at its own scale, as
+    in :func:`density_map`, so the islands no longer shrink the city to a corner of the panel."""
     scopes = sorted(scope for scope in coverage["scope"].unique() if scope != "all")
     if "all" in set(coverage["scope"]):
         scopes.append("all")
@@ -301,20 +305,55 @@ def coverage_map(coverage: gpd.GeoDataFrame, districts_gdf: gpd.GeoDataFrame, pa
     rows = max(1, math.ceil(len(scopes) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.6 * rows), squeeze=False)
     colors = plt.get_cmap("tab10")
+    outlying = outlying_mask(districts_gdf) if len(districts_gdf) else pd.Series(False, index=districts_gdf.index)
+    mainland, islands = districts_gdf[~outlying], districts_gdf[outlying]
+    on_islands = (coverage.geometry.intersects(shapely.union_all(np.asarray(islands.geometry.values)))
+                  if len(islands) else pd.Series(False, index=coverage.index))
     for index, ax in enumerate(axes.ravel()):
         ax.set_axis_off()
         if index >= len(scopes):
             continue
         scope = scopes[index]
-        districts_gdf.plot(ax=ax, color="#f2f2f2", edgecolor="#bbbbbb", linewidth=0.2)
-        part = coverage[coverage["scope"] == scope]
-        part.boundary.plot(ax=ax, color=colors(index % 10), linewidth=0.4)
-        ax.scatter(part["lon"], part["lat"], s=0.6, color="black")
-        ax.set_title(f"{scope}: {len(part)} sites", fontsize=9)
-        ax.set_aspect("equal")
+        part = coverage[(coverage["scope"] == scope) & ~on_islands]
+        # Room above the mainland (the sea off the north coast) for the islands' inset.
+        _coverage_panel(ax, mainland if len(mainland) else districts_gdf, part, colors(index % 10), line_width=0.4,
+                        top_room=0.4 if len(islands) else 0.0)
+        ax.set_title(f"{scope}: {int((coverage['scope'] == scope).sum())} sites", fontsize=9)
         add_scale_bar(ax)
+        if len(islands):
+            inset = ax.inset_axes([0.0, 0.7, 0.3, 0.3])
+            _coverage_panel(inset, islands, coverage[(coverage["scope"] == scope) & on_islands], colors(index % 10),
+                            line_width=0.6)
+            inset.set_xticks([])
+            inset.set_yticks([])
+            inset.set_facecolor("#f7fbff")
+            for spine in inset.spines.values():
+                spine.set_edgecolor("#999999")
+            inset.text(0.5, 0.01, "outlying islands\n(inset, own scale)", transform=inset.transAxes,
+                       fontsize=5, ha="center", va="bottom", color="#333333")
     fig.suptitle(title, fontsize=11)
     return _finish(fig, Path(path), dpi)  # type: ignore[return-value]
+
+
+def _coverage_panel(ax: plt.Axes, outlines: gpd.GeoDataFrame, part: gpd.GeoDataFrame, color: Any,
+                    line_width: float, top_room: float = 0.0) -> None:
+    """District outlines, the Voronoi polygons and sites among them, framed on the outlines
+    (``top_room``: extra height above them, as a share of theirs)."""
+    xmin, ymin, xmax, ymax = outlines.total_bounds
+    pad = max(xmax - xmin, ymax - ymin) * 0.03 + 0.002
+    xmin, ymin, xmax, ymax = xmin - pad, ymin - pad, xmax + pad, ymax + pad + (ymax - ymin) * top_room
+    # PathCollections, not GeoDataFrame.plot: ~3 000 Voronoi polygons per panel draw in a blink.
+    _add_polygons(ax, outlines.geometry, facecolors="#f2f2f2", edgecolors="#bbbbbb", linewidths=0.2)
+    shown = part.cx[xmin:xmax, ymin:ymax] if len(part) else part
+    if len(shown):
+        _add_polygons(ax, shown.geometry, facecolors="none", edgecolors=[color], linewidths=line_width)
+        inside = shown[(shown["lon"] >= xmin) & (shown["lon"] <= xmax) & (shown["lat"] >= ymin) & (shown["lat"] <= ymax)]
+        ax.scatter(inside["lon"], inside["lat"], s=0.5, color="black", linewidths=0, zorder=3)
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_aspect("equal")
+    ax.set_xlabel("")
+    ax.set_ylabel("")
 
 
 def png_markdown(path: Path, alt: str = "map", max_bytes: int = MAX_METADATA_BYTES) -> str:

@@ -25,6 +25,16 @@ def _parse_time(value: str) -> datetime | None:
     return parse_utc_or_none(value, what="as_of")
 
 
+def run_actor(context: dg.AssetExecutionContext, default: str) -> str:
+    """Who the run acts for: its ``crowd/actor`` tag (CLI, demo, a launch from the UI with the tag),
+    else the schedule that started it (``dagster:<schedule>``), else ``default``."""
+    tags = context.run.tags
+    if tags.get("crowd/actor"):
+        return tags["crowd/actor"]
+    schedule = tags.get("dagster/schedule_name")
+    return f"dagster:{schedule}" if schedule else default
+
+
 @dg.asset(
     kinds={"duckdb", "python"},
     pool=WAREHOUSE_POOL,
@@ -41,8 +51,8 @@ def retention(context: dg.AssetExecutionContext, config: RetentionConfig, crowd:
         settings,
         _parse_time(config.as_of),
         dry_run=config.dry_run,
-        actor=f"dagster:{context.run.tags.get('dagster/schedule_name', 'manual')}",
-        purpose=settings.purpose,
+        actor=run_actor(context, "dagster:manual"),
+        purpose=context.run.tags.get("crowd/purpose") or settings.purpose,
         run_id=context.run_id,
         progress=context.log.info,
     )
@@ -78,8 +88,9 @@ def audit_log_checkpoint(context: dg.AssetExecutionContext, crowd: CrowdPlatform
         if not result.ok:
             raise dg.Failure(description=f"audit chain broken: {result.summary()}",
                              metadata={"first_bad_seq": result.first_bad_seq, "reason": result.reason})
-        checkpoint = record_checkpoint(connection, settings.witness, result, purpose=settings.purpose,
-                                       actor="dagster:audit_log", run_id=context.run_id)
+        checkpoint = record_checkpoint(connection, settings.witness, result,
+                                       purpose=context.run.tags.get("crowd/purpose") or settings.purpose,
+                                       actor=run_actor(context, "dagster:audit_log"), run_id=context.run_id)
     return dg.MaterializeResult(metadata={
         "records": result.records,
         "last_seq": checkpoint["last_seq"],

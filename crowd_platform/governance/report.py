@@ -6,7 +6,8 @@ Counts of people come only from the publication (crowd_alerts_published, as
 district_density_published shows them). Operational counts (drops, checks, requests) count
 files and messages, not people: they are exact, so an auditor can see that nothing failed.
 Drops, checks, alerts and broadcasts are selected by the data period (window times); deletions
-by when they happened. No subscriber-level value is ever read.
+by the window of what they deleted (the period's data, whenever deleted) or by when they
+happened (any deletion made during the period). No subscriber-level value is ever read.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def collect(connection: duckdb.DuckDBPyConnection, settings: Settings, start: da
         "deletions": fetch_dicts(connection,
             "SELECT certificate_id, object_kind, object_id, partition_key, rows, bytes, content_sha256, policy, "
             "retention_period, deleted_at, method, verification FROM deletion_certificates "
-            "WHERE deleted_at >= ? AND deleted_at < ? ORDER BY deleted_at, certificate_id", params),
+            "WHERE (deleted_at >= ? AND deleted_at < ?) OR (window_start >= ? AND window_start < ?) "
+            "ORDER BY deleted_at, certificate_id", params + params),
         "chain": verify_chain(connection, settings.witness),
         "map": _busiest_window_map(connection, settings, lo, hi),
     }
@@ -123,7 +125,7 @@ def render(data: dict[str, Any], settings: Settings, start: date, end: date) -> 
         [[b["operator"], b["transition"], b["requests"], b["cells"], b["delivered"], b["first_created"], b["last_created"]]
          for b in data["broadcasts"]]))
     deletions = data["deletions"]
-    sections.append("<h2>Deletions and their certificates (when they happened)</h2>"
+    sections.append("<h2>Deletions and their certificates (of the period's data, and any made during it)</h2>"
                     '<p class="note">One certificate per deleted object, modeled on NIST SP 800-88 Rev.1 '
                     "(certificate of sanitization). Rows and bytes describe deleted objects, not people.</p>" + _table(
         ["certificate", "kind", "object", "partition", "rows", "bytes", "sha256 before deletion", "policy", "period",

@@ -72,8 +72,7 @@ def operator_drops(context: dg.AssetExecutionContext, crowd: CrowdPlatform, conf
                 # Taken by a concurrent run (e.g. release) between scan and ingest: not ours any more.
                 context.log.info(f"drop {drop.operator_dir}/{drop.manifest_name} vanished before ingest; skipped")
                 continue
-            outcomes.append(outcome)
-            context.log.info(f"{outcome.drop_id}: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
+            outcomes.append(outcome)  # per drop: the "drops" table of the metadata, not a log line each
         check_results = evaluate_checks(settings, con, start, end)
         table = table_metadata(con, "drops", window=(start, end))
     statuses = Counter(outcome.status for outcome in outcomes)
@@ -110,8 +109,6 @@ def staged_events(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg
             "AND window_start >= ? AND window_start < ?", [start, end]).fetchone()
         table = table_metadata(con, "drops", window=(start, end), lineage={
             "lake_path": [("operator_drops", "drop_id")], "status": [("operator_drops", "status")]})
-    for outcome in outcomes:
-        context.log.info(f"{outcome.drop_id}: {outcome.status}")
     return dg.MaterializeResult(
         metadata={
             "published": sum(1 for outcome in outcomes if outcome.status == "accepted"),

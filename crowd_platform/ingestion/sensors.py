@@ -7,6 +7,11 @@ most ``MAX_MANIFESTS_PER_TICK`` manifests it has not requested yet, groups them 
 requests one run per window (cells first, via geography_job). A requested manifest is
 remembered in the cursor until its file leaves landing; if it is still there after
 ``RETRY_AFTER_SECONDS`` (failed run) it is requested again under a new run key.
+
+A page ends wherever ``MAX_MANIFESTS_PER_TICK`` falls, often inside a UTC day. The daemon runs
+each request (one window) on its own, so that costs nothing there; ``crowd-platform run`` merges
+requests into day runs and holds a day's requests until a later day shows up
+(runner/orchestration.py), so a backlog's days are never cut into odd pieces either.
 """
 
 from __future__ import annotations
@@ -109,7 +114,8 @@ def _landing_sensor_fn(context: dg.SensorEvaluationContext):
     started = time.monotonic()
     requests, cursor, stats = evaluate_landing(context.cursor)
     context.update_cursor(cursor)
-    context.log.info(f"landing scan: {stats} in {time.monotonic() - started:.2f}s")
+    # Debug: kept in the tick's log (daemon, UI), not echoed on the console of `crowd-platform run`.
+    context.log.debug(f"landing scan: {stats} in {time.monotonic() - started:.2f}s")
     if not requests:
         return dg.SkipReason(f"no new complete drops ({stats['manifests_seen']} manifests waiting or in flight)")
     return requests

@@ -14,7 +14,7 @@ import getpass
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -65,6 +65,18 @@ def _execute(
     label: str,
     **kwargs,
 ) -> bool:
+    return _execute_result(defs, instance, job_name, summary, progress, label, **kwargs).success
+
+
+def _execute_result(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    summary: RunSummary,
+    progress: Progress,
+    label: str,
+    **kwargs,
+) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def(job_name)
     # The console shows our one-line progress; Dagster's step events stay in the event log
     # (and the UI) at full detail, only warnings and errors are echoed.
@@ -75,7 +87,7 @@ def _execute(
     if not result.success:
         summary.failed_runs.append(f"{job_name} {label} (run {result.run_id})")
         progress(f"  FAILED {job_name} {label}: see run {result.run_id} in the Dagster UI")
-    return result.success
+    return result
 
 
 def _day_of(window_key: str) -> str:
@@ -94,6 +106,12 @@ def process_pending(
 ) -> RunSummary:
     """Tick the landing sensor until it requests nothing more; run what it requests.
 
+    The sensor pages through landing oldest first, and a page ends wherever its manifest limit
+    falls, often inside a day. Requests are therefore held per UTC day and a day is run once a
+    later day has shown up (or the sensor has nothing more): each day gets one baseline run, one
+    window range run and one roll-up, never two or three pieces cut at odd windows. The mobility
+    indicators of every local day touched run once at the end (each reads the day before).
+
     ``with_presence_daily=False`` leaves out the daily unique-visitor roll-up (not on the
     alert path; evaluations and benchmarks that only need alerts skip its cost)."""
     defs = _definitions()
@@ -102,6 +120,8 @@ def process_pending(
     summary = RunSummary()
     recover(settings, instance, defs, tags, summary, progress)
     cursor: str | None = None
+    held: dict[str, list[dg.RunRequest]] = defaultdict(list)  # UTC day -> its geography and window requests
+    window_keys: list[str] = []
     for _tick in range(max_ticks):
         context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
         tick = sensor_def.evaluate_tick(context)
@@ -109,7 +129,23 @@ def process_pending(
         requests = list(tick.run_requests or [])
         if not requests:
             break
-        _run_requests(defs, instance, requests, tags, summary, progress, with_presence_daily)
+        others = []
+        for request in requests:
+            if request.job_name in ("geography_job", "window_job", None) and request.partition_key:
+                held[_day_of(request.partition_key)].append(request)
+            else:
+                others.append(request)
+        if others:
+            _run_requests(defs, instance, others, tags, summary, progress, with_presence_daily)
+        # Days before the newest one seen are complete as far as this backlog goes: run them now.
+        for day in sorted(held)[:-1]:
+            window_keys += _run_requests(defs, instance, held.pop(day), tags, summary, progress, with_presence_daily,
+                                         with_indicators=False)
+    for day in sorted(held):
+        window_keys += _run_requests(defs, instance, held.pop(day), tags, summary, progress, with_presence_daily,
+                                     with_indicators=False)
+    if with_presence_daily and window_keys:
+        process_indicators(defs, instance, local_days_of(window_keys), tags, summary, progress)
     return summary
 
 
@@ -121,7 +157,10 @@ def _run_requests(
     summary: RunSummary,
     progress: Progress,
     with_presence_daily: bool = True,
-) -> None:
+    with_indicators: bool = True,
+) -> list[str]:
+    """Run a batch of sensor requests (unroutable, then cells, then windows day by day); return
+    the window keys it ran."""
     by_job: dict[str, list[dg.RunRequest]] = defaultdict(list)
     for request in requests:
         by_job[request.job_name or "window_job"].append(request)
@@ -146,8 +185,8 @@ def _run_requests(
             windows_by_day[_day_of(request.partition_key)].append(request.partition_key)
     for day in sorted(windows_by_day):
         process_day(defs, instance, day, sorted(set(windows_by_day[day])), tags, summary, progress, with_presence_daily)
-    if with_presence_daily:
-        window_keys = [key for keys in windows_by_day.values() for key in keys]
+    window_keys = [key for keys in windows_by_day.values() for key in keys]
+    if with_presence_daily and with_indicators:
         process_indicators(defs, instance, local_days_of(window_keys), tags, summary, progress)
 
     for job_name, leftover in by_job.items():
@@ -155,6 +194,7 @@ def _run_requests(
             _execute(defs, instance, job_name, summary, progress, str(request.partition_key),
                      partition_key=request.partition_key, run_config=request.run_config,
                      tags={**tags, **request.tags})
+    return window_keys
 
 
 def recover(
@@ -219,15 +259,89 @@ def local_days_of(window_keys: list[str]) -> list[str]:
     return sorted({parse_window_key(key).astimezone(zone).strftime(DAY_KEY_FORMAT) for key in window_keys})
 
 
+def complete_local_days(local_days: list[str], now: datetime | None = None) -> list[str]:
+    """The local days that are over: their local midnight has passed on the wall clock, or the
+    accepted data already reaches past it (a replayed backlog). A day still arriving is never
+    published: each version of a day's figures would be one more table an attacker could
+    difference against the next (docs/indicators.md)."""
+    from crowd_platform.common import warehouse
+    from crowd_platform.common.settings import get_settings
+
+    settings = get_settings()
+    zone = ZoneInfo(settings.config.density.local_timezone)
+    reached = now or datetime.now(timezone.utc)
+    if settings.warehouse_path.exists():
+        with warehouse.connect(settings.warehouse_path) as connection:
+            latest = connection.execute(warehouse.read_sql("ingestion/latest_accepted_event_window")).fetchone()[0]
+        if latest is not None:
+            reached = max(reached, latest)
+    complete = []
+    for day in local_days:
+        start = datetime.strptime(day, DAY_KEY_FORMAT).replace(tzinfo=zone)
+        if (start + timedelta(days=1)).astimezone(timezone.utc) <= reached:
+            complete.append(day)
+    return complete
+
+
 def process_indicators(defs: dg.Definitions, instance: dg.DagsterInstance, local_days: list[str],
                        tags: dict[str, str], summary: RunSummary, progress: Progress) -> None:
-    """The mobility indicators of every local day that got new windows, in date order (the flows
-    of day D read D-1's locations). A day still arriving is computed again when the rest lands:
-    each run replaces its day."""
-    for day in local_days:
+    """The mobility indicators of every complete local day that got new windows, in date order
+    (the flows of day D read D-1's locations). A day still arriving waits for its end (or for the
+    06:00 indicators_schedule of the next day); a late correction of a past day runs it again."""
+    for day in complete_local_days(local_days):
         progress(f"  {day} (local): mobility indicators")
         if _execute(defs, instance, "indicators_job", summary, progress, f"indicators {day}", partition_key=day, tags=tags):
             summary.local_days.add(day)
+
+
+@dataclass
+class GovernanceSummary:
+    """What the governance runs did: each asset's run id and its materialization metadata (counts only)."""
+
+    runs: dict[str, str] = field(default_factory=dict)              # asset -> run id
+    metadata: dict[str, dict] = field(default_factory=dict)         # asset -> {key: plain value}
+    failed_runs: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_runs
+
+
+def run_governance(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    *,
+    as_of: datetime | None = None,
+    purpose: str | None = None,
+    actor: str | None = None,
+    progress: Progress = print,
+    retention: bool = True,
+    checkpoint: bool = True,
+) -> GovernanceSummary:
+    """Materialize ``retention`` (as of ``as_of``, default now) and then ``audit_log`` (chain
+    verified, witness checkpoint written) through their jobs, as the 02:00 and 02:30 schedules or
+    a launch from the UI would: the runs, their asset checks and their certificates' run ids are
+    in the instance like any other. The runs carry ``crowd/actor`` and ``crowd/purpose``, which
+    the certificates and audit records take over."""
+    defs = _definitions()
+    tags = run_tags(purpose or settings.purpose, actor)
+    runs = RunSummary()
+    outcome = GovernanceSummary()
+    steps = []
+    if retention:
+        as_of_text = as_of.strftime("%Y-%m-%dT%H:%M:%SZ") if as_of else ""
+        steps.append(("retention_job", "retention", {"ops": {"retention": {"config": {"as_of": as_of_text}}}}))
+    if checkpoint:
+        steps.append(("audit_checkpoint_job", "audit_log", {}))
+    for job_name, asset, run_config in steps:
+        result = _execute_result(defs, instance, job_name, runs, progress, asset, run_config=run_config, tags=tags)
+        outcome.runs[asset] = result.run_id
+        if not result.success:
+            outcome.failed_runs.append(f"{job_name} (run {result.run_id})")
+            break  # the checkpoint comes after retention, never instead of it
+        for materialization in result.asset_materializations_for_node(asset if asset != "audit_log" else "audit_log_checkpoint"):
+            outcome.metadata[asset] = {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+    return outcome
 
 
 def parse_day(value: str) -> datetime:

@@ -12,6 +12,7 @@ Public API: :func:`simulate`.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -235,7 +236,8 @@ def _write_drops(run: _Run, generator: WindowGenerator, fault_plan: FaultPlan, p
         _write_cells_drop(landing, run.settings, run.world.networks[operator], run.windows[0])
 
     bar = None
-    if progress:
+    # A bar only on a terminal: redirected to a file, tqdm's carriage returns pile up (~50 KB a run).
+    if progress and sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(total=len(run.windows), unit="window", desc="simulate", leave=False)
