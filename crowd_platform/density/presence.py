@@ -21,6 +21,11 @@ from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import fetch_dicts, read_sql, transaction
 
 LOCATION_RULES = ("any", "last", "modal")
+# Up to this many input files, presence_events reads each file in its own branch with its window
+# and operator as constants (bts_presence_events.sql: fastest for a window's few large drops);
+# above it, one read of the list joined on file_index (bts_presence_events_list.sql: per-branch
+# overhead dominates for a day's hundreds of drops). Measured in docs/performance.md, density.
+PER_FILE_SCAN_MAX_FILES = 32
 
 
 class DensityError(RuntimeError):
@@ -43,6 +48,10 @@ def load_presence_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, sta
     """Register the accepted event drops of [start, end) and the ``presence_events`` view.
 
     Returns the drops (drop_id, operator, window_start, lake_path, contract_version).
+    ``presence_events`` reads each file on its own with its window and operator as constants
+    (sql/density/bts_presence_events.sql), or, above PER_FILE_SCAN_MAX_FILES files, the list
+    joined on file_index (bts_presence_events_list.sql); ``presence_parts`` numbers the
+    (window, operator) pairs the presence queries group on.
     """
     inputs = fetch_dicts(con, read_sql("density/bts_presence_inputs"), {"start": start, "end": end})
     for row in inputs:
@@ -56,10 +65,41 @@ def load_presence_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, sta
     con.register("presence_inputs_frame", frame)
     con.execute("CREATE OR REPLACE TEMP TABLE presence_inputs AS SELECT * FROM presence_inputs_frame")
     con.unregister("presence_inputs_frame")
+    parts: dict[tuple[datetime, str], int] = {}
+    for row in inputs:
+        parts.setdefault((row["window_start"], row["operator"]), len(parts) + 1)
+    parts_frame = pl.DataFrame(
+        {"part": list(parts.values()), "window_start": [key[0] for key in parts], "operator": [key[1] for key in parts]},
+        schema={"part": pl.Int32, "window_start": pl.Datetime("us", "UTC"), "operator": pl.String},
+    )
+    con.register("presence_parts_frame", parts_frame)
+    con.execute("CREATE OR REPLACE TEMP TABLE presence_parts AS SELECT * FROM presence_parts_frame")
+    con.unregister("presence_parts_frame")
     if inputs:
         con.execute("SET VARIABLE presence_files = $files", {"files": [row["lake_path"] for row in inputs]})
+        con.execute("SET VARIABLE presence_windows = $windows", {"windows": [row["window_start"] for row in inputs]})
+        con.execute("SET VARIABLE presence_operators = $operators", {"operators": [row["operator"] for row in inputs]})
+        con.execute("SET VARIABLE presence_parts = $parts",
+                    {"parts": [parts[(row["window_start"], row["operator"])] for row in inputs]})
         con.execute(read_sql("density/bts_presence_cells"))
-        con.execute(read_sql("density/bts_presence_events"))
+        if len(inputs) <= PER_FILE_SCAN_MAX_FILES:
+            con.execute(read_sql("density/bts_presence_events"))
+            # One branch per file (the macro's argument is the file's position, an integer: no
+            # value is spliced into the SQL).
+            branches = " UNION ALL ".join(f"SELECT * FROM presence_file_events({number})" for number in range(1, len(inputs) + 1))
+            con.execute(f"CREATE OR REPLACE TEMP VIEW presence_events AS {branches}")
+        else:
+            file_list = pl.DataFrame(
+                {"file_index": list(range(len(inputs))), "window_start": [row["window_start"] for row in inputs],
+                 "operator": [row["operator"] for row in inputs],
+                 "part": [parts[(row["window_start"], row["operator"])] for row in inputs]},
+                schema={"file_index": pl.UInt64, "window_start": pl.Datetime("us", "UTC"), "operator": pl.String,
+                        "part": pl.Int32},
+            )
+            con.register("presence_file_list_frame", file_list)
+            con.execute("CREATE OR REPLACE TEMP TABLE presence_file_list AS SELECT * FROM presence_file_list_frame")
+            con.unregister("presence_file_list_frame")
+            con.execute(read_sql("density/bts_presence_events_list"))
     return inputs
 
 

@@ -39,6 +39,9 @@ class StagedFile:
     path: Path
     rows: int
     columns: tuple[str, ...]
+    # Temp table holding the same canonical rows in file order (``rowid`` = data row - 1), when
+    # stage_drop was asked to keep one: the rules read it instead of reading the Parquet back.
+    table: str | None = None
 
 
 def sql_literal(value: str) -> str:
@@ -355,8 +358,14 @@ def _duckdb_reason(error: Exception) -> str:
     return "unreadable drop (" + type(error).__name__ + ")" + where
 
 
-def stage_drop(connection: duckdb.DuckDBPyConnection, data_path: Path, contract: Contract, target: Path) -> StagedFile:
-    """Parse ``data_path`` per the contract layout into canonical Parquet at ``target``."""
+def stage_drop(connection: duckdb.DuckDBPyConnection, data_path: Path, contract: Contract, target: Path,
+               keep_table: str | None = None) -> StagedFile:
+    """Parse ``data_path`` per the contract layout into canonical Parquet at ``target``.
+
+    ``keep_table``: also leave the canonical rows in this temp table (the caller drops it,
+    ``drop_staged_table``). The drop is parsed once into the table, the Parquet is written from
+    it, and the contract rules aggregate over it in memory instead of a second pass over the
+    staged Parquet (docs/performance.md, ingest)."""
     layout = contract.layout
     file_format = str(layout.get("format", "csv"))
     compression = str(layout.get("compression", "none"))
@@ -373,12 +382,22 @@ def stage_drop(connection: duckdb.DuckDBPyConnection, data_path: Path, contract:
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
     guard = _GzipGuard(data_path, max_ratio, connection) if file_format == "csv" and compression == "gzip" else None
-    rows = _copy_canonical(connection, contract, source, temporary, guard)
+    if keep_table:
+        rows = _stage_table(connection, contract, source, keep_table, temporary, guard)
+    else:
+        rows = _copy_canonical(connection, contract, source, temporary, guard)
     if rows == 0:
         temporary.unlink(missing_ok=True)
+        drop_staged_table(connection, keep_table)
         raise ParseError("header only, no rows" if file_format == "csv" else "no rows")
     os.replace(temporary, target)
-    return StagedFile(path=target, rows=rows, columns=tuple(spec.name for spec in contract.stored_columns))
+    return StagedFile(path=target, rows=rows, columns=tuple(spec.name for spec in contract.stored_columns), table=keep_table)
+
+
+def drop_staged_table(connection: duckdb.DuckDBPyConnection, table: str | None) -> None:
+    """Drop the temp table stage_drop kept (no-op for None)."""
+    if table:
+        connection.execute(f"DROP TABLE IF EXISTS temp.{sql_ident(table)}")
 
 
 def _parquet_source(connection: duckdb.DuckDBPyConnection, data_path: Path, expected: list[str]) -> str:
@@ -429,6 +448,33 @@ def _csv_source(data_path: Path, contract: Contract, expected: list[str], compre
         "parallel": "true",
     }
     return f"read_csv({sql_literal(str(data_path))}, " + ", ".join(f"{key} = {value}" for key, value in options.items()) + ")"
+
+
+def _stage_table(connection: duckdb.DuckDBPyConnection, contract: Contract, source: str, table: str, temporary: Path,
+                 guard: _GzipGuard | None) -> int:
+    """Parse ``source`` once into the temp table ``table`` (file order kept: insertion order is
+    preserved, so rowid + 1 is the data row number), then write ``temporary`` from it."""
+    try:
+        connection.execute(f"CREATE OR REPLACE TEMP TABLE {sql_ident(table)} AS SELECT {canonical_select(contract)} FROM {source}")
+    except (duckdb.Error, RuntimeError) as error:
+        drop_staged_table(connection, table)
+        guard_error = guard.wait() if guard else None
+        if guard_error is None:  # not the guard's interrupt: a stop signal leaves the drop to recovery
+            reraise_if_interrupt(error, "parsing a drop")
+        raise (guard_error or ParseError(_duckdb_reason(error))) from None
+    guard_error = guard.wait() if guard else None
+    if guard_error:
+        drop_staged_table(connection, table)
+        raise guard_error
+    try:
+        # Snappy, as _copy_canonical: the staging file becomes the lake file unchanged.
+        result = connection.execute(
+            f"COPY {sql_ident(table)} TO {sql_literal(str(temporary))} (FORMAT parquet, COMPRESSION snappy)").fetchone()
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        drop_staged_table(connection, table)
+        raise
+    return int(result[0]) if result else 0
 
 
 def _copy_canonical(connection: duckdb.DuckDBPyConnection, contract: Contract, source: str, temporary: Path,

@@ -288,10 +288,18 @@ def registry_available(connection: duckdb.DuckDBPyConnection, operator: str) -> 
 
 
 def run_duckdb_rules(
-    connection: duckdb.DuckDBPyConnection, parquet: Path, specs: list[RuleSpec], context: RuleContext
+    connection: duckdb.DuckDBPyConnection, parquet: Path, specs: list[RuleSpec], context: RuleContext,
+    table: str | None = None,
 ) -> list[RuleResult]:
-    """Every rule over the staging Parquet: one scan for row rules, one query per set rule."""
-    source = f"(SELECT *, file_row_number + 1 AS _row FROM read_parquet({sql_literal(str(parquet))}, file_row_number = true))"
+    """Every rule over the staged drop: one scan for row rules, one query per set rule.
+
+    ``table``: the temp table stage_drop parsed the drop into (rows in file order, rowid + 1 =
+    data row), read instead of the staging Parquet: the same rows, without a second pass over
+    the file."""
+    if table:
+        source = f"(SELECT *, rowid + 1 AS _row FROM temp.{sql_ident(table)})"
+    else:
+        source = f"(SELECT *, file_row_number + 1 AS _row FROM read_parquet({sql_literal(str(parquet))}, file_row_number = true))"
     row_specs = [(spec, _row_condition(spec, context)) for spec in specs]
     selects = ["count(*)"]
     for spec, condition in row_specs:
@@ -355,9 +363,16 @@ def _max_rows_per_key_duckdb(connection: duckdb.DuckDBPyConnection, source: str,
     """Rows under keys that carry more than max_rows rows (null keys are the null rules' business)."""
     key, limit = sql_ident(spec.column), int(spec.params["max_rows"])
     # One grouping finds whether any key is over the limit; only then are its rows located.
+    # First on a 64-bit hash of the key (fixed width, cheaper than grouping the strings): a hash
+    # group holds every row of its keys, so no hash over the limit means no key over it, exactly.
+    # Only when a hash is over it are the real keys grouped.
     over = connection.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {key} IS NOT NULL GROUP BY {key} HAVING count(*) > {limit})"
+        f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {key} IS NOT NULL GROUP BY hash({key}) HAVING count(*) > {limit})"
     ).fetchone()[0]
+    if over:
+        over = connection.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {key} IS NOT NULL GROUP BY {key} HAVING count(*) > {limit})"
+        ).fetchone()[0]
     if not over:
         return _result(spec, "duckdb", total, 0, [], context)
     row = connection.execute(

@@ -1,26 +1,32 @@
 -- Location rule `any`: a subscriber counts at every cell and every site seen in the window.
 -- GROUP BY to distinct pairs, then count rows: bounded memory where count(DISTINCT) is not
--- (docs/design.md section 9).
+-- (docs/design.md section 9). Grouped on `part` (one integer per window and operator,
+-- presence_parts), mapped back at the end.
 INSERT INTO bts_presence (window_start, operator, place_level, place_id, subscribers, location_rule, run_id)
 WITH subscriber_cells AS (
-    SELECT window_start, operator, subscriber, cell_id, site_id
+    SELECT part, subscriber, cell_id, site_id
     FROM presence_events
-    GROUP BY window_start, operator, subscriber, cell_id, site_id
+    GROUP BY part, subscriber, cell_id, site_id
 ),
 subscriber_sites AS (
-    SELECT window_start, operator, subscriber, site_id
+    SELECT part, subscriber, site_id
     FROM subscriber_cells
-    GROUP BY window_start, operator, subscriber, site_id
+    GROUP BY part, subscriber, site_id
+),
+counted AS (
+    SELECT part, 'cell' AS place_level, cell_id AS place_id, count(*) AS subscribers
+    FROM (
+        -- a cell moved between sites inside the window still counts each subscriber once
+        SELECT part, subscriber, cell_id
+        FROM subscriber_cells
+        GROUP BY part, subscriber, cell_id
+    )
+    GROUP BY part, cell_id
+    UNION ALL
+    SELECT part, 'site', site_id, count(*)
+    FROM subscriber_sites
+    GROUP BY part, site_id
 )
-SELECT window_start, operator, 'cell', cell_id, count(*), 'any', $run_id
-FROM (
-    -- a cell moved between sites inside the window still counts each subscriber once
-    SELECT window_start, operator, subscriber, cell_id
-    FROM subscriber_cells
-    GROUP BY window_start, operator, subscriber, cell_id
-)
-GROUP BY window_start, operator, cell_id
-UNION ALL
-SELECT window_start, operator, 'site', site_id, count(*), 'any', $run_id
-FROM subscriber_sites
-GROUP BY window_start, operator, site_id
+SELECT p.window_start, p.operator, c.place_level, c.place_id, c.subscribers, 'any', $run_id
+FROM counted AS c
+JOIN presence_parts AS p USING (part)

@@ -3,24 +3,29 @@
 -- The last event is found with one max() over a HUGEINT that packs (event time, cell_rank):
 -- cell_rank sorts like cell_id within an operator and fits in the low 32 bits. A plain
 -- integer max is several times cheaper than arg_max over a struct with a tuple ordering key.
+-- Grouped on `part` (one integer per window and operator, presence_parts), mapped back at the end.
 INSERT INTO bts_presence (window_start, operator, place_level, place_id, subscribers, location_rule, run_id)
 WITH located AS (
     SELECT
-        window_start,
-        operator,
+        part,
         CAST(max(CAST(epoch_us(event_time) AS HUGEINT) * 4294967296 + cell_rank) & 4294967295 AS BIGINT) AS cell_rank
     FROM presence_events
-    GROUP BY window_start, operator, subscriber
+    GROUP BY part, subscriber
 ),
 placed AS (
-    SELECT l.window_start, l.operator, c.cell_id, c.site_id
+    SELECT l.part, c.cell_id, c.site_id
     FROM located AS l
     JOIN presence_cells AS c USING (cell_rank)
+),
+counted AS (
+    SELECT part, 'cell' AS place_level, cell_id AS place_id, count(*) AS subscribers
+    FROM placed
+    GROUP BY part, cell_id
+    UNION ALL
+    SELECT part, 'site', site_id, count(*)
+    FROM placed
+    GROUP BY part, site_id
 )
-SELECT window_start, operator, 'cell', cell_id, count(*), 'last', $run_id
-FROM placed
-GROUP BY window_start, operator, cell_id
-UNION ALL
-SELECT window_start, operator, 'site', site_id, count(*), 'last', $run_id
-FROM placed
-GROUP BY window_start, operator, site_id
+SELECT p.window_start, p.operator, c.place_level, c.place_id, c.subscribers, 'last', $run_id
+FROM counted AS c
+JOIN presence_parts AS p USING (part)
