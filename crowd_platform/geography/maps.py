@@ -247,9 +247,11 @@ def density_map(
 
     outlying = outlying_mask(frame) if inset_outlying else pd.Series(False, index=frame.index)
     main = frame[~outlying]
+    xmin, ymin, xmax, ymax = main.total_bounds
+    if not all(math.isfinite(value) for value in (xmin, ymin, xmax, ymax)):
+        raise ValueError("the districts have no geometry to draw")
     fig, ax = plt.subplots(figsize=figsize)
     _draw_layers(ax, main, norm, cmap, shapes, points)
-    xmin, ymin, xmax, ymax = main.total_bounds
     pad_x, pad_y = (xmax - xmin) * 0.02, (ymax - ymin) * 0.02
     ax.set_xlim(xmin - pad_x, xmax + pad_x)
     ax.set_ylim(ymin - pad_y, ymax + pad_y)

@@ -95,8 +95,11 @@ def _busiest_window_map(connection: duckdb.DuckDBPyConnection, settings: Setting
     title = (f"Busiest published window: {maps.local_label(window, tz_name, settings.window_minutes)}\n"
              f"with the places of the period's crowd alerts")
     with tempfile.TemporaryDirectory(prefix="crowd-report-map-") as folder:
-        drawn = maps.published_density_map(connection, settings, window, Path(folder) / "map.png", title=title,
-                                           alerts_from=lo, alerts_to=hi, figsize=(8.5, 7.0), dpi=100)
+        try:
+            drawn = maps.published_density_map(connection, settings, window, Path(folder) / "map.png", title=title,
+                                               alerts_from=lo, alerts_to=hi, figsize=(8.5, 7.0), dpi=100)
+        except ValueError as error:  # e.g. boundaries without geometry: the report goes out without its map
+            return {"uri": None, "reason": f"map not drawn: {error}"}
         uri = maps.png_data_uri(drawn.path) if drawn.path is not None else None
     return {"uri": uri, "window": window, "level": drawn.level, "shown": drawn.districts_shown,
             "suppressed": drawn.districts_suppressed, "district_alerts": drawn.district_alerts,

@@ -64,6 +64,9 @@ def onboard_flowkit(workdir: Path) -> FlowkitDeployment:
         environment, "package", "--operator", "flowkit", "--feed", "cells", "--input", str(FLOWKIT / CELLS),
         "--landing", str(landing), "--valid-from-column", "date_of_first_service",
         "--valid-to-column", "date_of_last_service", "--timezone", LOCAL_TIMEZONE)
+    # The reference data first, as an operator being onboarded delivers it: both cell-list versions
+    # make the geography (registry, coverage, weights) before any event is counted.
+    outputs["run cells"] = crowd_platform(environment, "run", "--purpose", "onboarding-proof")
     for feed, source in EVENT_FEEDS.items():
         export = FLOWKIT / source
         for column in ("msisdn", "msisdn_counterpart"):
