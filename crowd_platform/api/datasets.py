@@ -13,9 +13,8 @@ ever looked up in this set, never put into SQL.
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from crowd_platform.common.contracts import PLATFORM_CONTRACT_ID, load_contracts
+from crowd_platform.common.contracts import PLATFORM_CONTRACT_ID, custom_properties, platform_contract
 from crowd_platform.common.settings import Settings
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -29,18 +28,12 @@ TRANSITIONS = "alert_transitions_published"
 DEDICATED = (DENSITY, ALERTS, TRANSITIONS)
 
 
-def _custom(items: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {item["property"]: item.get("value") for item in (items or []) if item.get("property")}
-
-
 def published_tables(settings: Settings) -> tuple[str, ...]:
     """Physical names of the warehouse tables marked ``published: true``, in contract order."""
-    platform = next((c for c in load_contracts(settings.contracts_dir) if c.contract_id == PLATFORM_CONTRACT_ID), None)
-    if platform is None:
-        raise ValueError(f"no {PLATFORM_CONTRACT_ID} contract in {settings.contracts_dir}")
+    platform = platform_contract(settings.contracts_dir)
     names = []
     for obj in platform.raw.get("schema") or []:
-        custom = _custom(obj.get("customProperties"))
+        custom = custom_properties(obj.get("customProperties"))
         if custom.get("storage") != "warehouse" or custom.get("published") is not True:
             continue
         name = str(obj.get("physicalName") or obj["name"])

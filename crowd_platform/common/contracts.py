@@ -157,7 +157,8 @@ class Contract:
         raise ContractError(f"{self.contract_id}: no retention declared for {element or 'any element'}")
 
 
-def _custom_dict(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+def custom_properties(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """ODCS ``customProperties`` (a list of property/value items) as a dict."""
     return {item["property"]: item.get("value") for item in (items or []) if item.get("property")}
 
 
@@ -192,7 +193,7 @@ def parse_contract(path: Path) -> Contract:
     except Exception as error:  # pydantic's message is long; keep the first line
         first = str(error).splitlines()[0]
         raise ContractError(f"{path.name}: not a valid ODCS contract ({first})") from None
-    custom = _custom_dict(document.get("customProperties"))
+    custom = custom_properties(document.get("customProperties"))
     schema = document.get("schema") or []
     if not schema:
         raise ContractError(f"{path.name}: no schema")
@@ -209,7 +210,7 @@ def parse_contract(path: Path) -> Contract:
                 tags=tuple(prop.get("tags") or ()),
                 options=_options(prop.get("logicalTypeOptions")),
                 quality=tuple(prop.get("quality") or ()),
-                custom=_custom_dict(prop.get("customProperties")),
+                custom=custom_properties(prop.get("customProperties")),
                 transform_logic=prop.get("transformLogic"),
                 transform_sources=tuple(prop.get("transformSourceObjects") or ()),
             )
@@ -258,6 +259,14 @@ def load_contracts(directory: Path) -> tuple[Contract, ...]:
         files.append(PLATFORM_CONTRACT_FILE)
     stamp = tuple((str(path), path.stat().st_mtime) for path in files)
     return _load_cached(stamp)
+
+
+def platform_contract(directory: Path) -> Contract:
+    """The platform's own datasets contract (retention, what is published) for a contracts folder."""
+    found = next((contract for contract in load_contracts(directory) if contract.contract_id == PLATFORM_CONTRACT_ID), None)
+    if found is None:
+        raise ContractError(f"no {PLATFORM_CONTRACT_ID} contract in {directory}")
+    return found
 
 
 def operator_contracts(directory: Path, feed: str = "events") -> dict[str, Contract]:

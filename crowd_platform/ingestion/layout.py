@@ -450,6 +450,16 @@ def _csv_source(data_path: Path, contract: Contract, expected: list[str], compre
     return f"read_csv({sql_literal(str(data_path))}, " + ", ".join(f"{key} = {value}" for key, value in options.items()) + ")"
 
 
+def _parse_failure(error: Exception, guard: "_GzipGuard | None") -> Exception:
+    """What a failed parse raises: the gzip guard's reason (bomb, truncation) when it fired, as the
+    root cause, else a one-line ParseError. A stop signal is re-raised as is: it leaves the drop to
+    recovery, it is not a bad drop."""
+    guard_error = guard.wait() if guard else None
+    if guard_error is None:
+        reraise_if_interrupt(error, "parsing a drop")
+    return guard_error or ParseError(_duckdb_reason(error))
+
+
 def _stage_table(connection: duckdb.DuckDBPyConnection, contract: Contract, source: str, table: str, temporary: Path,
                  guard: _GzipGuard | None) -> int:
     """Parse ``source`` once into the temp table ``table`` (file order kept: insertion order is
@@ -458,10 +468,7 @@ def _stage_table(connection: duckdb.DuckDBPyConnection, contract: Contract, sour
         connection.execute(f"CREATE OR REPLACE TEMP TABLE {sql_ident(table)} AS SELECT {canonical_select(contract)} FROM {source}")
     except (duckdb.Error, RuntimeError) as error:
         drop_staged_table(connection, table)
-        guard_error = guard.wait() if guard else None
-        if guard_error is None:  # not the guard's interrupt: a stop signal leaves the drop to recovery
-            reraise_if_interrupt(error, "parsing a drop")
-        raise (guard_error or ParseError(_duckdb_reason(error))) from None
+        raise _parse_failure(error, guard) from None
     guard_error = guard.wait() if guard else None
     if guard_error:
         drop_staged_table(connection, table)
@@ -489,11 +496,7 @@ def _copy_canonical(connection: duckdb.DuckDBPyConnection, contract: Contract, s
         ).fetchone()
     except (duckdb.Error, RuntimeError) as error:
         temporary.unlink(missing_ok=True)
-        guard_error = guard.wait() if guard else None
-        if guard_error is None:  # not the guard's interrupt: a stop signal leaves the drop to recovery
-            reraise_if_interrupt(error, "parsing a drop")
-        # The guard's reason (bomb, truncation) is the root cause when it fired.
-        raise (guard_error or ParseError(_duckdb_reason(error))) from None
+        raise _parse_failure(error, guard) from None
     guard_error = guard.wait() if guard else None
     if guard_error:
         temporary.unlink(missing_ok=True)

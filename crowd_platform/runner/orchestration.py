@@ -139,13 +139,11 @@ def process_pending(
             _run_requests(defs, instance, others, tags, summary, progress, with_presence_daily)
         # Days before the newest one seen are complete as far as this backlog goes: run them now.
         for day in sorted(held)[:-1]:
-            window_keys += _run_requests(defs, instance, held.pop(day), tags, summary, progress, with_presence_daily,
-                                         with_indicators=False)
+            window_keys += _run_requests(defs, instance, held.pop(day), tags, summary, progress, with_presence_daily)
     for day in sorted(held):
-        window_keys += _run_requests(defs, instance, held.pop(day), tags, summary, progress, with_presence_daily,
-                                     with_indicators=False)
+        window_keys += _run_requests(defs, instance, held.pop(day), tags, summary, progress, with_presence_daily)
     if with_presence_daily and window_keys:
-        process_indicators(defs, instance, local_days_of(window_keys), tags, summary, progress)
+        process_indicators(settings, defs, instance, local_days_of(settings, window_keys), tags, summary, progress)
     return summary
 
 
@@ -157,7 +155,6 @@ def _run_requests(
     summary: RunSummary,
     progress: Progress,
     with_presence_daily: bool = True,
-    with_indicators: bool = True,
 ) -> list[str]:
     """Run a batch of sensor requests (unroutable, then cells, then windows day by day); return
     the window keys it ran."""
@@ -186,8 +183,6 @@ def _run_requests(
     for day in sorted(windows_by_day):
         process_day(defs, instance, day, sorted(set(windows_by_day[day])), tags, summary, progress, with_presence_daily)
     window_keys = [key for keys in windows_by_day.values() for key in keys]
-    if with_presence_daily and with_indicators:
-        process_indicators(defs, instance, local_days_of(window_keys), tags, summary, progress)
 
     for job_name, leftover in by_job.items():
         for request in leftover:
@@ -251,23 +246,19 @@ def process_day(
     summary.days.add(day)
 
 
-def local_days_of(window_keys: list[str]) -> list[str]:
+def local_days_of(settings: Settings, window_keys: list[str]) -> list[str]:
     """The local dates (density.local_timezone) the windows fall on, oldest first."""
-    from crowd_platform.common.settings import get_settings
-
-    zone = ZoneInfo(get_settings().config.density.local_timezone)
+    zone = ZoneInfo(settings.config.density.local_timezone)
     return sorted({parse_window_key(key).astimezone(zone).strftime(DAY_KEY_FORMAT) for key in window_keys})
 
 
-def complete_local_days(local_days: list[str], now: datetime | None = None) -> list[str]:
+def complete_local_days(settings: Settings, local_days: list[str], now: datetime | None = None) -> list[str]:
     """The local days that are over: their local midnight has passed on the wall clock, or the
     accepted data already reaches past it (a replayed backlog). A day still arriving is never
     published: each version of a day's figures would be one more table an attacker could
     difference against the next (docs/indicators.md)."""
     from crowd_platform.common import warehouse
-    from crowd_platform.common.settings import get_settings
 
-    settings = get_settings()
     zone = ZoneInfo(settings.config.density.local_timezone)
     reached = now or datetime.now(timezone.utc)
     if settings.warehouse_path.exists():
@@ -283,12 +274,12 @@ def complete_local_days(local_days: list[str], now: datetime | None = None) -> l
     return complete
 
 
-def process_indicators(defs: dg.Definitions, instance: dg.DagsterInstance, local_days: list[str],
+def process_indicators(settings: Settings, defs: dg.Definitions, instance: dg.DagsterInstance, local_days: list[str],
                        tags: dict[str, str], summary: RunSummary, progress: Progress) -> None:
     """The mobility indicators of every complete local day that got new windows, in date order
     (the flows of day D read D-1's locations). A day still arriving waits for its end (or for the
     06:00 indicators_schedule of the next day); a late correction of a past day runs it again."""
-    for day in complete_local_days(local_days):
+    for day in complete_local_days(settings, local_days):
         progress(f"  {day} (local): mobility indicators")
         if _execute(defs, instance, "indicators_job", summary, progress, f"indicators {day}", partition_key=day, tags=tags):
             summary.local_days.add(day)

@@ -43,7 +43,7 @@ def test_days_cut_across_pages_run_once_each_in_order(monkeypatch, tmp_path):
     monkeypatch.setattr(orchestration, "_execute",
                         lambda defs, instance, job, summary, progress, label, **kwargs: ran.append((job, kwargs.get("partition_key"))) or True)
     monkeypatch.setattr(orchestration, "process_indicators",
-                        lambda defs, instance, days, *rest: ran.append(("indicators", tuple(days))))
+                        lambda settings, defs, instance, days, *rest: ran.append(("indicators", tuple(days))))
 
     orchestration.process_pending(get_settings(tmp_path), instance=None, progress=lambda _: None)
 
@@ -68,7 +68,7 @@ def test_indicators_wait_for_the_end_of_a_local_day(monkeypatch, tmp_path):
     settings = get_settings()
     days = ["2020-03-30", "2020-03-31", "2020-04-01"]
     live = datetime(2020, 3, 31, 12, 0, tzinfo=timezone.utc)  # 19:00 WIB on the 31st: that day still running
-    assert orchestration.complete_local_days(days, now=live) == ["2020-03-30"]
+    assert orchestration.complete_local_days(settings, days, now=live) == ["2020-03-30"]
     with warehouse.connect(settings.warehouse_path) as connection:
         connection.execute(
             "INSERT INTO drops (drop_id, operator, feed, window_start, window_end, delivery, status, feed_kind, "
@@ -76,4 +76,4 @@ def test_indicators_wait_for_the_end_of_a_local_day(monkeypatch, tmp_path):
             "('d', 'telkomsel', 'events', TIMESTAMPTZ '2020-03-31 17:00+00', TIMESTAMPTZ '2020-03-31 17:15+00', 1, "
             "'accepted', 'events', now(), 'x', 1, 1, 'c', '1.0.0')")
     # A backlog whose data already reaches past local midnight of the 31st.
-    assert orchestration.complete_local_days(days, now=live) == ["2020-03-30", "2020-03-31"]
+    assert orchestration.complete_local_days(settings, days, now=live) == ["2020-03-30", "2020-03-31"]

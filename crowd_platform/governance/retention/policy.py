@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from crowd_platform.common.contracts import PLATFORM_CONTRACT_ID, Contract, load_contracts, operator_event_contracts
+from crowd_platform.common.contracts import Contract, custom_properties, operator_event_contracts, platform_contract
 from crowd_platform.common.erasure import FILE_METHOD  # noqa: F401 - the one file-deletion method name
 from crowd_platform.common.settings import Settings
 
@@ -69,17 +68,11 @@ class RetentionPolicy:
         return self.rule(DROP_ELEMENT)
 
 
-def _custom(items: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {item["property"]: item.get("value") for item in (items or []) if item.get("property")}
-
-
 def load_policy(settings: Settings) -> RetentionPolicy:
-    platform = next((c for c in load_contracts(settings.contracts_dir) if c.contract_id == PLATFORM_CONTRACT_ID), None)
-    if platform is None:
-        raise ValueError(f"no {PLATFORM_CONTRACT_ID} contract in {settings.contracts_dir}")
+    platform = platform_contract(settings.contracts_dir)
     tables = []
     for obj in platform.raw.get("schema") or []:
-        custom = _custom(obj.get("customProperties"))
+        custom = custom_properties(obj.get("customProperties"))
         if custom.get("storage") != "warehouse" or obj["name"] not in platform.retention:
             continue
         tables.append(TableRule(
