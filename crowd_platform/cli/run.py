@@ -20,13 +20,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from crowd_platform.runner.instance import get_instance
-    from crowd_platform.runner.orchestration import process_pending
     from crowd_platform.common.settings import get_settings
+    from crowd_platform.runner.idle import nothing_pending
 
     settings = get_settings(args.home)
     if not settings.landing.exists():
         raise CliError(f"no landing area at {settings.landing} (simulate first, or set CROWD_HOME)")
+    if nothing_pending(settings):
+        # Dagster is not even imported: landing is empty and the last run ended cleanly.
+        print(f"nothing pending in {settings.landing}: 0 runs")
+        return 0
+
+    from crowd_platform.runner.instance import get_instance
+    from crowd_platform.runner.orchestration import process_pending
+
     settings.ensure_dirs()
     instance = get_instance(settings)
     print(f"processing pending drops in {settings.landing}")

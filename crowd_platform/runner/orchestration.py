@@ -114,6 +114,16 @@ def process_pending(
 
     ``with_presence_daily=False`` leaves out the daily unique-visitor roll-up (not on the
     alert path; evaluations and benchmarks that only need alerts skip its cost)."""
+    from crowd_platform.runner.idle import run_mark
+
+    with run_mark(settings) as mark:
+        summary = _process_pending(settings, instance, purpose, actor, progress, max_ticks, with_presence_daily)
+        mark["clean"] = summary.ok
+    return summary
+
+
+def _process_pending(settings: Settings, instance: dg.DagsterInstance, purpose: str | None, actor: str | None,
+                     progress: Progress, max_ticks: int, with_presence_daily: bool) -> RunSummary:
     defs = _definitions()
     sensor_def = defs.resolve_sensor_def("landing_sensor")
     tags = run_tags(purpose or settings.purpose, actor)
