@@ -34,10 +34,14 @@ window_partitions = dg.TimeWindowPartitionsDefinition(
     timezone="UTC",
 )
 
+# end_offset=1: the current day is a partition. Its baseline is computed at 00:05 from the weeks
+# before it (daily_baseline_schedule) and live windows need it the same day; without the offset
+# the day only exists once it is over, and Dagster refuses the request.
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=_settings.emergency_start.replace(tzinfo=None),
     end_date=_settings.emergency_end.replace(tzinfo=None),
     timezone="UTC",
+    end_offset=1,
 )
 
 single_run = dg.BackfillPolicy.single_run()

@@ -185,6 +185,7 @@ class BroadcastSection(_Section):
 class IngestionSection(_Section):
     gx_max_rows: int = Field(100_000, ge=0)       # GX cross-checks drops up to this many rows
     gx_drops_per_run: int = Field(40, ge=0)       # and at most this many drops per run (decision 004)
+    parse_workers: int = Field(4, ge=1, le=64)    # drops of a run parsed side by side (one DuckDB cursor each)
 
 
 class StorageSection(_Section):

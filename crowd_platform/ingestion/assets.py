@@ -16,7 +16,7 @@ from crowd_platform.ingestion.checks import CHECK_SPECS, evaluate_checks
 from crowd_platform.common.asset_metadata import table_metadata
 from crowd_platform.ingestion.landing import scan_landing
 from crowd_platform.ingestion.drops import DropOutcome
-from crowd_platform.ingestion.ingest import gx_drops_per_run, gx_sample, ingest_drop
+from crowd_platform.ingestion.ingest import PendingDrop, gx_drops_per_run, gx_sample, ingest_drops
 from crowd_platform.ingestion.publish import publish_window
 from crowd_platform.ingestion.manifest import MANIFEST_SUFFIX
 from crowd_platform.common.partitions import window_asset, window_bounds
@@ -60,19 +60,18 @@ def operator_drops(context: dg.AssetExecutionContext, crowd: CrowdPlatform, conf
                   if f"{drop.operator_dir}/{drop.manifest_name}" in wanted and (drop.operator_dir, drop.manifest_name) not in known]
     # Cells first: a cell list of the same run may make events' cells known.
     drops.sort(key=lambda drop: (drop.manifest.feed != "cells", drop.manifest.window_start, drop.operator_dir, drop.manifest.delivery))
-    outcomes: list[DropOutcome] = []
     run_id = context.run.run_id
     cross_checked = gx_sample(len(drops), gx_drops_per_run(settings))
+    pending = [PendingDrop(settings.landing / drop.operator_dir, drop.manifest_name, drop.manifest, index in cross_checked)
+               for index, drop in enumerate(drops)]
     with crowd.warehouse() as con:
-        for index, drop in enumerate(drops):
-            try:
-                outcome = ingest_drop(settings, con, settings.landing / drop.operator_dir, drop.manifest_name, drop.manifest,
-                                      run_id=run_id, gx_cross_check=index in cross_checked)
-            except FileNotFoundError:
-                # Taken by a concurrent run (e.g. release) between scan and ingest: not ours any more.
-                context.log.info(f"drop {drop.operator_dir}/{drop.manifest_name} vanished before ingest; skipped")
-                continue
-            outcomes.append(outcome)  # per drop: the "drops" table of the metadata, not a log line each
+        results = ingest_drops(settings, con, pending, run_id=run_id, parse_workers=settings.config.ingestion.parse_workers)
+        # Per drop: the "drops" table of the metadata, not a log line each.
+        outcomes: list[DropOutcome] = [outcome for outcome in results if outcome is not None]
+        vanished = len(results) - len(outcomes)
+        if vanished:
+            # Taken by a concurrent run (e.g. a release) between the scan and the ingest: not ours any more.
+            context.log.info(f"{vanished} drop(s) left landing before this run received them; skipped")
         check_results = evaluate_checks(settings, con, start, end)
         table = table_metadata(con, "drops", window=(start, end))
     statuses = Counter(outcome.status for outcome in outcomes)

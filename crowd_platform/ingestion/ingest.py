@@ -108,7 +108,80 @@ def ingest_drop(
     refused = _check_manifest(drop)
     if refused is not None:
         return refused
-    staged = _stage(drop)
+    keep_table = STAGED_TABLE if ONE_PASS_STAGING else None
+    return _finish(drop, _parse(drop, connection, keep_table), gx_cross_check)
+
+
+@dataclass(frozen=True)
+class PendingDrop:
+    """A complete drop in landing, as the landing scan found it, and whether GX cross-checks it."""
+
+    operator_dir: Path
+    manifest_name: str
+    manifest: Manifest
+    gx_cross_check: bool = True
+
+
+def ingest_drops(settings: Settings, connection: duckdb.DuckDBPyConnection, pending: list[PendingDrop], *,
+                 run_id: str | None, parse_workers: int = 1, chunk: int = 32) -> list[DropOutcome | None]:
+    """``ingest_drop`` for the drops of a run, their parses concurrent: one outcome per pending
+    drop, in order (None: the drop vanished from landing before it was received, e.g. taken by a
+    concurrent release).
+
+    Per chunk of drops: each is received and its manifest checked, in order (these write the
+    warehouse and the audit chain, which takes one writer at a time); then the received drops are
+    parsed on ``parse_workers`` threads, each on its own cursor of ``connection`` (a parse reads
+    the drop's raw file and writes only its staging Parquet; DuckDB releases the GIL, and a gzip
+    CSV is decompressed on one thread, so four operators' drops of a live window are parsed side
+    by side instead of one after another); then each is validated and decided, in order."""
+    outcomes: list[DropOutcome | None] = [None] * len(pending)
+    for begin in range(0, len(pending), max(chunk, 1)):
+        received: list[tuple[int, _ReceivedDrop]] = []
+        for index in range(begin, min(begin + max(chunk, 1), len(pending))):
+            item = pending[index]
+            try:
+                drop = _receive(settings, connection, item.operator_dir, item.manifest_name, item.manifest, run_id)
+            except FileNotFoundError:
+                continue  # taken between the landing scan and now: not ours any more
+            if isinstance(drop, DropOutcome):
+                outcomes[index] = drop
+                continue
+            refused = _check_manifest(drop)
+            if refused is not None:
+                outcomes[index] = refused
+                continue
+            received.append((index, drop))
+        if parse_workers > 1 and len(received) > 1:
+            parsed = _parse_concurrently([drop for _, drop in received], connection, parse_workers)
+        else:
+            keep_table = STAGED_TABLE if ONE_PASS_STAGING else None
+            parsed = [_parse(drop, connection, keep_table) for _, drop in received]
+        for (index, drop), result in zip(received, parsed):
+            outcomes[index] = _finish(drop, result, pending[index].gx_cross_check)
+    return outcomes
+
+
+def _parse_concurrently(drops: list[_ReceivedDrop], connection: duckdb.DuckDBPyConnection,
+                        workers: int) -> list[StagedFile | Exception]:
+    """Parse each drop on its own cursor (a cursor is a connection of its own to the same
+    database: temp tables are per cursor, so the one-pass temp table is not kept here)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def parse(drop: _ReceivedDrop) -> StagedFile | Exception:
+        cursor = connection.cursor()
+        try:
+            return _parse(drop, cursor, None)
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(drops)), thread_name_prefix="parse") as pool:
+        # map() re-raises a worker's exception here: only stop signals get that far (_parse).
+        return list(pool.map(parse, drops))
+
+
+def _finish(drop: _ReceivedDrop, parsed: StagedFile | Exception, gx_cross_check: bool) -> DropOutcome:
+    """From the parse on: a parse failure quarantines; else validate, volume, verdict."""
+    staged = _stage_outcome(drop, parsed)
     if isinstance(staged, DropOutcome):
         return staged
     try:
@@ -268,18 +341,27 @@ def _check_manifest(drop: _ReceivedDrop) -> DropOutcome | None:
     return None
 
 
-def _stage(drop: _ReceivedDrop) -> StagedFile | DropOutcome:
-    """Parse per contract layout into staging (WAP "write"); a parse failure quarantines."""
+def _parse(drop: _ReceivedDrop, connection: duckdb.DuckDBPyConnection, keep_table: str | None) -> StagedFile | Exception:
+    """Parse per contract layout into staging (WAP "write"), on ``connection`` (the warehouse's or
+    a cursor of it). Writes nothing to the warehouse: a failure is returned, for _stage_outcome
+    to record; a stop signal is raised."""
     try:
-        return stage_drop(drop.connection, drop.parse_source, drop.contract, drop.staging_target,
-                          keep_table=STAGED_TABLE if ONE_PASS_STAGING else None)
+        return stage_drop(connection, drop.parse_source, drop.contract, drop.staging_target, keep_table=keep_table)
     except Exception as error:  # noqa: BLE001 - one bad drop must never kill the run
         reraise_if_interrupt(error, "parsing a drop")
-        if not isinstance(error, ParseError):
-            log.exception("unexpected parse failure for drop %s", drop.drop_id)
-            error = ParseError(f"unexpected reader failure ({type(error).__name__})")
-        _write_results(drop.connection, drop.drop_id, [RuleResult("parse", "duckdb", False, None, None, [], str(error))], drop.run_id)
-        return _quarantine(drop, f"parse failed: {error}", "parse", [{"rule": "parse", "engine": "duckdb", "details": str(error)}])
+        return error
+
+
+def _stage_outcome(drop: _ReceivedDrop, parsed: StagedFile | Exception) -> StagedFile | DropOutcome:
+    """A parse failure quarantines the drop with its one-line reason; a staged file hands on."""
+    if not isinstance(parsed, Exception):
+        return parsed
+    error = parsed
+    if not isinstance(error, ParseError):
+        log.error("unexpected parse failure for drop %s (%s)", drop.drop_id, type(error).__name__)
+        error = ParseError(f"unexpected reader failure ({type(error).__name__})")
+    _write_results(drop.connection, drop.drop_id, [RuleResult("parse", "duckdb", False, None, None, [], str(error))], drop.run_id)
+    return _quarantine(drop, f"parse failed: {error}", "parse", [{"rule": "parse", "engine": "duckdb", "details": str(error)}])
 
 
 def _validate(drop: _ReceivedDrop, staged: StagedFile, gx_cross_check: bool) -> list[RuleResult] | DropOutcome:
