@@ -11,9 +11,26 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from crowd_platform.common.partitions import DAY_KEY_FORMAT, daily_partitions, local_daily_partitions, window_partitions
-from crowd_platform.common.settings import get_settings
+from crowd_platform.common.settings import env, get_settings
 
 settings = get_settings()
+
+
+def job_executor(name: str | None) -> dg.ExecutorDefinition | None:
+    """The executor of the computing jobs. Run config cannot switch a job's executor, so the
+    deployment chooses it here (CROWD_EXECUTOR): None keeps Dagster's default (multiprocess on one
+    host, or in-process from the CLI); ``k8s`` runs each step in its own pod (dagster-k8s, installed
+    in the Kubernetes image; its run config is deploy/k8s/executor.yaml)."""
+    if not name:
+        return None
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    raise ValueError(f"CROWD_EXECUTOR={name!r}: unknown executor (unset, or k8s)")
+
+
+EXECUTOR = job_executor(env("CROWD_EXECUTOR"))
 
 WINDOW_ASSETS = (
     "operator_drops",
@@ -42,6 +59,7 @@ INDICATOR_ASSETS = (
 
 window_job = dg.define_asset_job(
     "window_job",
+    executor_def=EXECUTOR,
     selection=dg.AssetSelection.assets(*WINDOW_ASSETS),
     partitions_def=window_partitions,
     description="Everything one 15-minute window (or a range) needs, from its drops to broadcast requests.",
@@ -49,6 +67,7 @@ window_job = dg.define_asset_job(
 
 geography_job = dg.define_asset_job(
     "geography_job",
+    executor_def=EXECUTOR,
     selection=dg.AssetSelection.assets(*GEOGRAPHY_ASSETS),
     partitions_def=window_partitions,
     description="Cell-list drops of a window, then the registry, coverage and district weights.",
@@ -56,6 +75,7 @@ geography_job = dg.define_asset_job(
 
 daily_job = dg.define_asset_job(
     "daily_job",
+    executor_def=EXECUTOR,
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     partitions_def=daily_partitions,
     description="Baselines for a day (from the weeks before it) and the daily presence roll-up.",
@@ -90,6 +110,7 @@ def daily_baseline_schedule(context: dg.ScheduleEvaluationContext):
 
 indicators_job = dg.define_asset_job(
     "indicators_job",
+    executor_def=EXECUTOR,
     selection=dg.AssetSelection.assets(*INDICATOR_ASSETS),
     partitions_def=local_daily_partitions,
     description="Mobility indicators of a local day (density.local_timezone): daily locations, unique "

@@ -41,6 +41,8 @@ ENVIRONMENT: dict[str, str] = {
     "CROWD_WITNESS": "audit witness checkpoints: a folder or object-storage URL outside CROWD_HOME (overrides governance.witness_path)",
     "CROWD_ACTOR": "who runs a command, recorded in the audit log (default: the OS user)",
     "CROWD_LOG_LEVEL": "console log level of runs started by the CLI (default WARNING)",
+    "CROWD_EXECUTOR": "executor of the computing jobs: unset = Dagster's default (multiprocess, one host); "
+                      "k8s = one pod per step (dagster-k8s, deploy/k8s/executor.yaml)",
     "CROWD_CRASH_AT": "crash-safety tests only: kill the process at a named point (common/crashpoints.py)",
 }
 
