@@ -35,6 +35,8 @@ def graph_snapshot() -> dict:
             "owners": sorted(node.owners),
             "kinds": sorted(spec.kinds) if spec is not None else [],
             "partitioned": type(node.partitions_def).__name__ if node.partitions_def else None,
+            # Which steps queue for the one-writer warehouse pool, and which compute outside it.
+            "pool": defs.resolve_assets_def(key).op.pool if node.is_executable else None,
             "checks": sorted(check.name for check in node.check_keys),
             "blocking_checks": sorted(
                 check_key.name for check_key in node.check_keys if graph.get_check_spec(check_key).blocking

@@ -82,17 +82,20 @@ def range_tags(first_key: str, last_key: str) -> dict[str, str]:
     }
 
 
-def _warehouse_asset(partitions_def: dg.PartitionsDefinition, **asset_kwargs):
+def _warehouse_asset(partitions_def: dg.PartitionsDefinition, outside_pool: bool = False, **asset_kwargs):
     from crowd_platform.common.warehouse import WAREHOUSE_POOL
 
-    return dg.asset(partitions_def=partitions_def, backfill_policy=single_run, pool=WAREHOUSE_POOL, **asset_kwargs)
+    pool = None if outside_pool else WAREHOUSE_POOL
+    return dg.asset(partitions_def=partitions_def, backfill_policy=single_run, pool=pool, **asset_kwargs)
 
 
-def window_asset(**asset_kwargs):
+def window_asset(outside_pool: bool = False, **asset_kwargs):
     """``@dg.asset`` for a table computed per 15-minute window: window partitions, one run for a
     range of windows (a backfill is one run, not one per window), and the warehouse pool.
+    ``outside_pool``: the step computes away from the warehouse and opens it only for short reads
+    and writes (CrowdPlatform.warehouse_when_free), so runs of other windows proceed meanwhile.
     Group, owners and code version come from the domain policy in definitions.py."""
-    return _warehouse_asset(window_partitions, **asset_kwargs)
+    return _warehouse_asset(window_partitions, outside_pool=outside_pool, **asset_kwargs)
 
 
 def day_asset(**asset_kwargs):

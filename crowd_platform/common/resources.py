@@ -27,3 +27,15 @@ class CrowdPlatform(dg.ConfigurableResource):
     def warehouse(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         with warehouse.connect(self.settings.warehouse_path, read_only=read_only) as connection:
             yield connection
+
+    @contextmanager
+    def warehouse_when_free(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The warehouse for a step outside the warehouse pool (it computes away from the
+        warehouse and opens it only to read inputs and write results): waits as long as a pool
+        step may hold it (up to ~20 minutes), not the ~2 minutes a command waits."""
+        with warehouse.connect(self.settings.warehouse_path, retries=WAIT_RETRIES_OUTSIDE_POOL) as connection:
+            yield connection
+
+
+# connect() backs off to 2 s between tries: 600 tries ~ 20 minutes.
+WAIT_RETRIES_OUTSIDE_POOL = 600

@@ -45,11 +45,16 @@ def memory_limit() -> str | None:
     return value
 
 
-def _configure(connection: duckdb.DuckDBPyConnection) -> None:
+def configure(connection: duckdb.DuckDBPyConnection, share: int = 1) -> None:
+    """Settings of every warehouse connection, and of the private in-memory engines that compute
+    for it; ``share`` engines running at once split the memory limit between them."""
     # No progress bar in logs (docs/design.md section 9).
     connection.execute("SET enable_progress_bar = false")
     limit = memory_limit()
     if limit:
+        if share > 1:
+            number, unit = re.match(r"^([0-9.]+)\s*([A-Za-z]+)$", limit).groups()
+            limit = f"{max(float(number) / share, 0.01):.2f}{unit}"
         connection.execute(f"SET memory_limit = '{limit}'")  # validated above: digits and a unit only
 
 
@@ -78,7 +83,7 @@ def connect(path: Path, read_only: bool = False, retries: int = 60) -> Iterator[
     else:
         raise RuntimeError(f"warehouse {path.name} is locked by another process") from last_error
     try:
-        _configure(connection)
+        configure(connection)
         if not read_only:
             apply_schema(connection)
         yield connection

@@ -29,6 +29,7 @@ def _metadata(result: dict[str, Any], start: datetime, end: datetime) -> dict[st
 
 
 @window_asset(
+    outside_pool=True,
     deps=["staged_events", "bts_registry"],
     kinds={"duckdb", "sql"},
     description="Unique subscribers per cell and per site, per operator and 15-minute window (internal, "
@@ -37,8 +38,9 @@ def _metadata(result: dict[str, Any], start: datetime, end: datetime) -> dict[st
 def bts_presence(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     start, end = window_bounds(context)
     settings = crowd.settings
-    with crowd.warehouse() as con:
-        result = compute_bts_presence(con, settings, start, end, context.run_id)
+    # The warehouse is held while inputs are read and rows written, not while they are counted.
+    result = compute_bts_presence(crowd.warehouse_when_free, settings, start, end, context.run_id)
+    with crowd.warehouse_when_free() as con:
         table = table_metadata(con, "bts_presence", window=(start, end), lineage={
             "place_id": [("staged_events", "cell_id"), ("bts_registry", "site_id")],
             "subscribers": [("staged_events", "subscriber_key"), ("staged_events", "event_time")],

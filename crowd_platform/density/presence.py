@@ -7,6 +7,8 @@ so reruns never double count. ``bts_presence`` is internal, never published.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +28,8 @@ LOCATION_RULES = ("any", "last", "modal")
 # above it, one read of the list joined on file_index (bts_presence_events_list.sql: per-branch
 # overhead dominates for a day's hundreds of drops). Measured in docs/performance.md, density.
 PER_FILE_SCAN_MAX_FILES = 32
+# The columns the location-rule models (sql/density/bts_presence_<rule>.sql) select, in order.
+PRESENCE_COLUMNS = "window_start, operator, place_level, place_id, subscribers, location_rule, run_id"
 
 
 class DensityError(RuntimeError):
@@ -53,7 +57,18 @@ def load_presence_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, sta
     joined on file_index (bts_presence_events_list.sql); ``presence_parts`` numbers the
     (window, operator) pairs the presence queries group on.
     """
-    inputs = fetch_dicts(con, read_sql("density/bts_presence_inputs"), {"start": start, "end": end})
+    return register_presence_inputs(con, settings, fetch_presence_inputs(con, start, end))
+
+
+def fetch_presence_inputs(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """The accepted event drops of [start, end), as stored (lake paths relative to the root)."""
+    return fetch_dicts(con, read_sql("density/bts_presence_inputs"), {"start": start, "end": end})
+
+
+def register_presence_inputs(con: duckdb.DuckDBPyConnection, settings: Settings,
+                             inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """load_presence_inputs for inputs fetched already (possibly from another connection)."""
+    inputs = [dict(row) for row in inputs]
     for row in inputs:
         # Local path, or the object through the fsspec filesystem registered on this connection.
         row["lake_path"] = storage.duckdb_path(con, settings.resolve(row["lake_path"]))
@@ -120,17 +135,80 @@ def register_geography(con: duckdb.DuckDBPyConnection, settings: Settings, opera
     con.execute(read_sql("density/district_density_weights"))
 
 
-def compute_bts_presence(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
-                         run_id: str | None, rule: str | None = None) -> dict[str, Any]:
-    """Replace bts_presence for [start, end) in one transaction; return summary counts."""
+def compute_bts_presence(open_warehouse: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]] | duckdb.DuckDBPyConnection,
+                         settings: Settings, start: datetime, end: datetime, run_id: str | None,
+                         rule: str | None = None, attempts: int = 3) -> dict[str, Any]:
+    """Replace bts_presence for [start, end) in one transaction; return summary counts.
+
+    ``open_warehouse`` opens the warehouse (the asset passes its resource, so the warehouse is
+    held only while inputs are read and results written); a connection is used as it is. The
+    counting runs in a private in-memory DuckDB over the lake files, with a copy of the registry.
+    If the range's accepted drops changed meanwhile (a later delivery published by another run),
+    it is counted again, at most ``attempts`` times, then under the warehouse."""
     rule = rule or settings.config.density.location_rule
     if rule not in LOCATION_RULES:
         raise DensityError(f"unknown location rule {rule!r}")
+    if isinstance(open_warehouse, duckdb.DuckDBPyConnection):
+        connection = open_warehouse
+        open_warehouse = lambda: nullcontext(connection)  # noqa: E731 - the caller's connection, kept open
+    for attempt in range(attempts):
+        with open_warehouse() as con:
+            inputs = fetch_presence_inputs(con, start, end)
+            registry = con.sql(read_sql("density/bts_presence_registry")).to_arrow_table()
+            empty = con.sql("SELECT * FROM bts_presence LIMIT 0").to_arrow_table()
+            if attempt == attempts - 1:
+                # Drops keep changing under us: count with the warehouse held, as one step.
+                return _write_presence(con, settings, start, end, run_id, rule, inputs,
+                                       _count_presence(con, settings, inputs, rule, run_id))
+        counted = _count_presence_privately(settings, inputs, registry, empty, rule, run_id)
+        with open_warehouse() as con:
+            if fetch_presence_inputs(con, start, end) == inputs:
+                return _write_presence(con, settings, start, end, run_id, rule, inputs, counted)
+    raise AssertionError("unreachable: the last attempt counts under the warehouse")
+
+
+def _count_presence_privately(settings: Settings, inputs: list[dict[str, Any]], registry, empty, rule: str,
+                              run_id: str | None):
+    """The presence rows of ``inputs`` (Arrow), counted in an in-memory DuckDB holding the registry copy."""
+    from crowd_platform.common.warehouse import configure
+
+    engine = duckdb.connect()
+    try:
+        configure(engine)
+        spill = settings.staging / ".spill"
+        spill.mkdir(parents=True, exist_ok=True)
+        engine.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+        engine.register("registry_copy", registry)
+        engine.execute("CREATE TABLE bts_registry AS SELECT * FROM registry_copy")
+        engine.register("presence_schema", empty)
+        engine.execute("CREATE TABLE bts_presence AS SELECT * FROM presence_schema")
+        return _count_presence(engine, settings, inputs, rule, run_id)
+    finally:
+        engine.close()
+
+
+def _count_presence(con: duckdb.DuckDBPyConnection, settings: Settings, inputs: list[dict[str, Any]], rule: str,
+                    run_id: str | None):
+    """Run the location rule's model over ``inputs`` on ``con``; its new rows as Arrow. On the
+    warehouse itself (the fallback) the rows are counted into a temp copy, never the table."""
+    register_presence_inputs(con, settings, inputs)
+    con.execute("CREATE OR REPLACE TEMP TABLE presence_counted AS SELECT * FROM bts_presence LIMIT 0")
+    if inputs:
+        # The model is a query (sql/density/bts_presence_<rule>.sql); its rows go to the temp copy.
+        con.execute(f"INSERT INTO presence_counted ({PRESENCE_COLUMNS})\n{read_sql(f'density/bts_presence_{rule}')}",
+                    {"run_id": run_id})
+    counted = con.sql("SELECT * FROM presence_counted").to_arrow_table()
+    con.execute("DROP TABLE presence_counted")
+    return counted
+
+
+def _write_presence(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
+                    run_id: str | None, rule: str, inputs: list[dict[str, Any]], counted) -> dict[str, Any]:
     with transaction(con):
-        inputs = load_presence_inputs(con, settings, start, end)
         con.execute(read_sql("density/bts_presence_delete"), {"start": start, "end": end})
-        if inputs:
-            con.execute(read_sql(f"density/bts_presence_{rule}"), {"run_id": run_id})
+        con.register("presence_rows", counted)
+        con.execute("INSERT INTO bts_presence BY NAME SELECT * FROM presence_rows")
+        con.unregister("presence_rows")
         summary = con.execute(
             """SELECT count(*) FILTER (WHERE place_level = 'cell'), count(*) FILTER (WHERE place_level = 'site'),
                       count(DISTINCT window_start), count(DISTINCT operator)

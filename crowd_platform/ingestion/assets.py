@@ -41,6 +41,7 @@ def _outcome_table(outcomes: list[DropOutcome]) -> str:
 
 
 @window_asset(
+    outside_pool=True,
     kinds={"duckdb", "parquet", "great_expectations"},
     check_specs=CHECK_SPECS,
     description="Operator drops of the window range: raw copy, manifest check, parse per contract, every contract rule "
@@ -64,14 +65,17 @@ def operator_drops(context: dg.AssetExecutionContext, crowd: CrowdPlatform, conf
     cross_checked = gx_sample(len(drops), gx_drops_per_run(settings))
     pending = [PendingDrop(settings.landing / drop.operator_dir, drop.manifest_name, drop.manifest, index in cross_checked)
                for index, drop in enumerate(drops)]
-    with crowd.warehouse() as con:
-        results = ingest_drops(settings, con, pending, run_id=run_id, parse_workers=settings.config.ingestion.parse_workers)
-        # Per drop: the "drops" table of the metadata, not a log line each.
-        outcomes: list[DropOutcome] = [outcome for outcome in results if outcome is not None]
-        vanished = len(results) - len(outcomes)
-        if vanished:
-            # Taken by a concurrent run (e.g. a release) between the scan and the ingest: not ours any more.
-            context.log.info(f"{vanished} drop(s) left landing before this run received them; skipped")
+    # The warehouse is opened for the writes only; parses and rules run in private engines
+    # in between (ingest_drops), while other runs' steps may take the warehouse.
+    results = ingest_drops(settings, crowd.warehouse_when_free, pending, run_id=run_id,
+                           parse_workers=settings.config.ingestion.parse_workers)
+    # Per drop: the "drops" table of the metadata, not a log line each.
+    outcomes: list[DropOutcome] = [outcome for outcome in results if outcome is not None]
+    vanished = len(results) - len(outcomes)
+    if vanished:
+        # Taken by a concurrent run (e.g. a release) between the scan and the ingest: not ours any more.
+        context.log.info(f"{vanished} drop(s) left landing before this run received them; skipped")
+    with crowd.warehouse_when_free() as con:
         check_results = evaluate_checks(settings, con, start, end)
         table = table_metadata(con, "drops", window=(start, end))
     statuses = Counter(outcome.status for outcome in outcomes)

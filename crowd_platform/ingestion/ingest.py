@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +21,14 @@ import duckdb
 from crowd_platform.common import storage
 from crowd_platform.common.contracts import EVENTS_KIND, Contract, contract_for
 from crowd_platform.ingestion.interrupts import reraise_if_interrupt
-from crowd_platform.ingestion.layout import ParseError, StagedFile, drop_staged_table, stage_drop
+from crowd_platform.ingestion.layout import ParseError, StagedFile, stage_drop
 from crowd_platform.ingestion.manifest import DEFAULT_KEY_ID_PATTERN, MANIFEST_SUFFIX, Manifest, drop_id as make_drop_id
 from crowd_platform.ingestion.cell_review import review_reason
 from crowd_platform.ingestion.volume import PROFILE_ENGINE, VolumeVerdict, check_volume, record_profile
 from crowd_platform.ingestion.rules import RuleContext, RuleResult, compile_rules, run_duckdb_rules, run_gx_rules
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.crashpoints import crash_point
-from crowd_platform.common.warehouse import transaction
+from crowd_platform.common.warehouse import configure, transaction
 
 from crowd_platform.ingestion.drops import (DropOutcome, audit_drop, copy_atomic, copy_hashing, data_suffix, one_line, staging_file, utcnow)
 from crowd_platform.ingestion.quarantine import quarantine_before_copy, record_duplicate, quarantine_drop
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 # 0.9 GB at 10 M: the drop is held in DuckDB's memory). Off: write staging, then scan it again.
 ONE_PASS_STAGING = False
 STAGED_TABLE = "ingest_staged_drop"
+_GX_LOCK = threading.Lock()
 
 # The contract's quarantine_reason of a rule that finds phone numbers (subscriber_key_not_msisdn).
 RAW_MSISDN_RULE_REASON = "raw_msisdn"
@@ -100,16 +104,14 @@ def ingest_drop(
     Steps: receive (raw copy, drops row, audit) -> manifest checks -> parse into staging ->
     validate -> verdict; each step either hands on or returns the drop's outcome.
     ``gx_cross_check`` False skips the Great Expectations run for this drop (the compiled
-    DuckDB rules, which decide, always run): see gx_drops_per_run.
+    DuckDB rules, which decide, always run): see gx_drops_per_run. Raises FileNotFoundError when
+    the drop left landing before it was received.
     """
-    drop = _receive(settings, connection, operator_dir, manifest_name, manifest, run_id)
-    if isinstance(drop, DropOutcome):
-        return drop
-    refused = _check_manifest(drop)
-    if refused is not None:
-        return refused
-    keep_table = STAGED_TABLE if ONE_PASS_STAGING else None
-    return _finish(drop, _parse(drop, connection, keep_table), gx_cross_check)
+    outcome = ingest_drops(settings, lambda: nullcontext(connection),
+                           [PendingDrop(operator_dir, manifest_name, manifest, gx_cross_check)], run_id=run_id)[0]
+    if outcome is None:
+        raise FileNotFoundError(f"{manifest_name} left landing before it was received")
+    return outcome
 
 
 @dataclass(frozen=True)
@@ -122,78 +124,126 @@ class PendingDrop:
     gx_cross_check: bool = True
 
 
-def ingest_drops(settings: Settings, connection: duckdb.DuckDBPyConnection, pending: list[PendingDrop], *,
-                 run_id: str | None, parse_workers: int = 1, chunk: int = 32) -> list[DropOutcome | None]:
-    """``ingest_drop`` for the drops of a run, their parses concurrent: one outcome per pending
-    drop, in order (None: the drop vanished from landing before it was received, e.g. taken by a
-    concurrent release).
+@dataclass(frozen=True)
+class _Checked:
+    """What a drop's parse and rules produced away from the warehouse: the staged file or the
+    parse error, then the rule results or the error that stopped them (None: not run)."""
 
-    Per chunk of drops: each is received and its manifest checked, in order (these write the
-    warehouse and the audit chain, which takes one writer at a time); then the received drops are
-    parsed on ``parse_workers`` threads, each on its own cursor of ``connection`` (a parse reads
-    the drop's raw file and writes only its staging Parquet; DuckDB releases the GIL, and a gzip
-    CSV is decompressed on one thread, so four operators' drops of a live window are parsed side
-    by side instead of one after another); then each is validated and decided, in order."""
+    parsed: StagedFile | Exception
+    results: list[RuleResult] | Exception | None
+
+
+OpenWarehouse = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+
+
+def ingest_drops(settings: Settings, open_warehouse: OpenWarehouse, pending: list[PendingDrop], *,
+                 run_id: str | None, parse_workers: int = 1, chunk: int = 32) -> list[DropOutcome | None]:
+    """``ingest_drop`` for the drops of a run: one outcome per pending drop, in order (None: the
+    drop left landing before it was received, e.g. taken by a concurrent release).
+
+    The warehouse is open only for the writes (``open_warehouse`` opens it; the asset passes a
+    fresh connection each time, so other runs' steps can take it in between). Per chunk of drops:
+      1. warehouse open: each drop is received and its manifest checked, in order (rows and the
+         audit chain take one writer at a time); the registry rows of the chunk's operators are
+         copied out (the unknown-cell rule reads them);
+      2. warehouse closed: each received drop is parsed and its contract rules run in a private
+         in-memory DuckDB holding that copy, on ``parse_workers`` threads (DuckDB releases the
+         GIL, and a gzip CSV decompresses on one thread, so a live window's operators are parsed
+         side by side; a parse writes only its staging Parquet);
+      3. warehouse open: each drop's volume check and verdict, in order.
+    """
     outcomes: list[DropOutcome | None] = [None] * len(pending)
-    for begin in range(0, len(pending), max(chunk, 1)):
+    size = max(chunk, 1)
+    for begin in range(0, len(pending), size):
         received: list[tuple[int, _ReceivedDrop]] = []
-        for index in range(begin, min(begin + max(chunk, 1), len(pending))):
-            item = pending[index]
-            try:
-                drop = _receive(settings, connection, item.operator_dir, item.manifest_name, item.manifest, run_id)
-            except FileNotFoundError:
-                continue  # taken between the landing scan and now: not ours any more
-            if isinstance(drop, DropOutcome):
-                outcomes[index] = drop
-                continue
-            refused = _check_manifest(drop)
-            if refused is not None:
-                outcomes[index] = refused
-                continue
-            received.append((index, drop))
-        if parse_workers > 1 and len(received) > 1:
-            parsed = _parse_concurrently([drop for _, drop in received], connection, parse_workers)
-        else:
-            keep_table = STAGED_TABLE if ONE_PASS_STAGING else None
-            parsed = [_parse(drop, connection, keep_table) for _, drop in received]
-        for (index, drop), result in zip(received, parsed):
-            outcomes[index] = _finish(drop, result, pending[index].gx_cross_check)
+        with open_warehouse() as connection:
+            for index in range(begin, min(begin + size, len(pending))):
+                drop = _receive_and_check(settings, connection, pending[index], run_id)
+                if isinstance(drop, _ReceivedDrop):
+                    received.append((index, drop))
+                else:
+                    outcomes[index] = drop
+            registry = _registry_copy(connection, sorted({drop.manifest.operator for _, drop in received}))
+        checked = _check_all([(drop, pending[index].gx_cross_check) for index, drop in received], registry, parse_workers)
+        if not received:
+            continue
+        with open_warehouse() as connection:
+            for (index, drop), result in zip(received, checked):
+                outcomes[index] = _finish(replace(drop, connection=connection), result)
     return outcomes
 
 
-def _parse_concurrently(drops: list[_ReceivedDrop], connection: duckdb.DuckDBPyConnection,
-                        workers: int) -> list[StagedFile | Exception]:
-    """Parse each drop on its own cursor (a cursor is a connection of its own to the same
-    database: temp tables are per cursor, so the one-pass temp table is not kept here)."""
-    from concurrent.futures import ThreadPoolExecutor
+def _receive_and_check(settings: Settings, connection: duckdb.DuckDBPyConnection, item: PendingDrop,
+                       run_id: str | None) -> _ReceivedDrop | DropOutcome | None:
+    try:
+        drop = _receive(settings, connection, item.operator_dir, item.manifest_name, item.manifest, run_id)
+    except FileNotFoundError:
+        return None  # taken between the landing scan and now: not ours any more
+    if isinstance(drop, DropOutcome):
+        return drop
+    return _check_manifest(drop) or drop
 
-    def parse(drop: _ReceivedDrop) -> StagedFile | Exception:
-        cursor = connection.cursor()
+
+def _registry_copy(connection: duckdb.DuckDBPyConnection, operators: list[str]):
+    """The bts_registry rows of these operators, as Arrow (what the unknown-cell rule reads)."""
+    return connection.sql("SELECT * FROM bts_registry WHERE list_contains(?, operator)", params=[operators]).to_arrow_table()
+
+
+def _check_all(drops: list[tuple[_ReceivedDrop, bool]], registry, workers: int) -> list[_Checked]:
+    if workers > 1 and len(drops) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(drops)), thread_name_prefix="parse") as pool:
+            # map() re-raises a worker's exception here: only stop signals get that far.
+            return list(pool.map(lambda item: _check(item[0], registry, item[1], workers), drops))
+    return [_check(drop, registry, gx, 1) for drop, gx in drops]
+
+
+def _private_engine(drop: _ReceivedDrop, registry, share: int) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for one drop's parse and rules: the warehouse's settings (memory limit
+    shared among the ``share`` engines running at once), the registry copy as ``bts_registry``."""
+    engine = duckdb.connect()
+    configure(engine, share=share)
+    spill = drop.settings.staging / ".spill"
+    spill.mkdir(parents=True, exist_ok=True)
+    engine.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+    engine.register("registry_copy", registry)
+    engine.execute("CREATE TABLE bts_registry AS SELECT * FROM registry_copy")
+    engine.unregister("registry_copy")
+    return engine
+
+
+def _check(drop: _ReceivedDrop, registry, gx_cross_check: bool, share: int) -> _Checked:
+    """Parse into staging, then every contract rule, in a private engine; nothing is written to
+    the warehouse (failures are returned for _finish to record; stop signals are raised)."""
+    engine = _private_engine(drop, registry, share)
+    try:
+        parsed = _parse(drop, engine, STAGED_TABLE if ONE_PASS_STAGING else None)
+        if isinstance(parsed, Exception):
+            return _Checked(parsed, None)
         try:
-            return _parse(drop, cursor, None)
-        finally:
-            cursor.close()
+            results = validate_staged(drop.settings, engine, drop.contract, drop.manifest, drop.staging_target,
+                                      parsed.rows, gx=gx_cross_check, table=parsed.table)
+        except Exception as error:  # noqa: BLE001 - recorded and quarantined by _finish
+            reraise_if_interrupt(error, "validating a drop")
+            results = error
+        return _Checked(parsed, results)
+    finally:
+        engine.close()
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(drops)), thread_name_prefix="parse") as pool:
-        # map() re-raises a worker's exception here: only stop signals get that far (_parse).
-        return list(pool.map(parse, drops))
 
-
-def _finish(drop: _ReceivedDrop, parsed: StagedFile | Exception, gx_cross_check: bool) -> DropOutcome:
-    """From the parse on: a parse failure quarantines; else validate, volume, verdict."""
-    staged = _stage_outcome(drop, parsed)
+def _finish(drop: _ReceivedDrop, checked: _Checked) -> DropOutcome:
+    """With the warehouse: a parse failure or rules that could not run quarantine; else the
+    volume check and the verdict."""
+    staged = _stage_outcome(drop, checked.parsed)
     if isinstance(staged, DropOutcome):
         return staged
-    try:
-        results = _validate(drop, staged, gx_cross_check)
-    finally:
-        drop_staged_table(drop.connection, getattr(staged, "table", None))
-    if isinstance(results, DropOutcome):
-        return results
+    if isinstance(checked.results, Exception):
+        return _validation_failed(drop, checked.results, staged.rows)
     volume = _check_volume(drop)
     if isinstance(volume, DropOutcome):
         return volume
-    return _verdict(drop, results, staged.rows, volume)
+    return _verdict(drop, checked.results, staged.rows, volume)
 
 
 def _quarantine(drop: _ReceivedDrop, reason: str, stage: str, failed: list[dict[str, Any]] | None = None,
@@ -364,21 +414,11 @@ def _stage_outcome(drop: _ReceivedDrop, parsed: StagedFile | Exception) -> Stage
     return _quarantine(drop, f"parse failed: {error}", "parse", [{"rule": "parse", "engine": "duckdb", "details": str(error)}])
 
 
-def _validate(drop: _ReceivedDrop, staged: StagedFile, gx_cross_check: bool) -> list[RuleResult] | DropOutcome:
-    """AUDIT: every contract rule, DuckDB always, GX as well for drops up to gx_max_rows.
-
-    Validation that cannot run quarantines; a stop signal is re-raised instead.
-    """
-    rows = staged.rows
-    try:
-        return validate_staged(drop.settings, drop.connection, drop.contract, drop.manifest, drop.staging_target, rows,
-                               gx=gx_cross_check, table=getattr(staged, "table", None))
-    except Exception as error:  # noqa: BLE001 - quarantine, never crash the run
-        # A stop signal, not a bad drop: it stays 'received' for crash recovery.
-        reraise_if_interrupt(error, "validating a drop")
-        log.warning("validation failed to run for drop %s: %s", drop.drop_id, type(error).__name__)
-        reason = f"validation could not run ({type(error).__name__})"
-        return _quarantine(drop, reason, "validate", [{"rule": "validation", "engine": "duckdb", "details": one_line(str(error).splitlines()[0], 160)}], rows)
+def _validation_failed(drop: _ReceivedDrop, error: Exception, rows: int) -> DropOutcome:
+    """AUDIT could not run (the rules raised): the drop is quarantined with the error's type."""
+    log.warning("validation failed to run for drop %s: %s", drop.drop_id, type(error).__name__)
+    reason = f"validation could not run ({type(error).__name__})"
+    return _quarantine(drop, reason, "validate", [{"rule": "validation", "engine": "duckdb", "details": one_line(str(error).splitlines()[0], 160)}], rows)
 
 
 def _check_volume(drop: _ReceivedDrop) -> VolumeVerdict | DropOutcome | None:
@@ -461,7 +501,8 @@ def validate_staged(settings: Settings, connection, contract: Contract, manifest
                     "SELECT DISTINCT cell_id FROM bts_registry WHERE operator = ? AND valid_from < ? AND (valid_to IS NULL OR valid_to > ?)",
                     [manifest.operator, manifest.window_end, manifest.window_start]).fetchall()]
         frame = connection.execute(f"SELECT * FROM read_parquet('{str(parquet).replace(chr(39), chr(39) * 2)}')").df()
-        results.extend(run_gx_rules(frame, specs, context, known))
+        with _GX_LOCK:  # drops are checked on several threads; GX's contexts are not known to be thread-safe
+            results.extend(run_gx_rules(frame, specs, context, known))
     return results
 
 

@@ -184,3 +184,71 @@ def test_per_file_scan_daily_presence_matches_the_file_name_join(home: Path, sca
         con.execute(read_sql("density/district_presence_daily"), {"day": day, "run_id": "reference"})
         reference = sorted(con.execute("SELECT level, district_code, round(subscribers, 9) FROM district_presence_daily").fetchall())
     assert platform and platform == reference
+
+
+# ---------------------------------------------------------------- counted away from the warehouse
+def _presence_rows(settings) -> list[tuple]:
+    with connect(settings.warehouse_path, read_only=True) as con:
+        return sorted(con.execute("SELECT window_start, operator, place_level, place_id, subscribers FROM bts_presence").fetchall())
+
+
+def test_counting_away_from_the_warehouse_equals_counting_under_it(home: Path):
+    """The asset's path (warehouse opened to read inputs, closed while counting in a private
+    engine, opened to write) against counting with the warehouse held (the fallback)."""
+    settings = get_settings(home)
+    start, end = WINDOWS[0], WINDOWS[-1] + timedelta(minutes=15)
+    away = compute_bts_presence(lambda: connect(settings.warehouse_path), settings, start, end, "away", rule="last")
+    away_rows = _presence_rows(settings)
+    held = compute_bts_presence(lambda: connect(settings.warehouse_path), settings, start, end, "held", rule="last", attempts=1)
+    assert away == held and away_rows == _presence_rows(settings) and len(away_rows) > 50
+
+
+def test_drops_published_while_counting_are_counted_again(home: Path, monkeypatch):
+    """Another run supersedes a drop of the range while this one counts: the stale count is not
+    written; the range is counted again over the drops accepted now."""
+    from crowd_platform.density import presence
+
+    settings = get_settings(home)
+    start, end = WINDOWS[0], WINDOWS[-1] + timedelta(minutes=15)
+    real = presence._count_presence_privately
+    calls = []
+
+    def count_while_another_run_publishes(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == 1:
+            with connect(settings.warehouse_path) as other:  # the warehouse is free while we count
+                other.execute("UPDATE drops SET status = 'superseded' WHERE drop_id = 'xl_events_0115_d1'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(presence, "_count_presence_privately", count_while_another_run_publishes)
+    result = compute_bts_presence(lambda: connect(settings.warehouse_path), settings, start, end, "run", rule="last")
+    assert calls == [12, 11] and result["drops"] == 11
+    written = _presence_rows(settings)
+    monkeypatch.setattr(presence, "_count_presence_privately", real)
+    compute_bts_presence(lambda: connect(settings.warehouse_path), settings, start, end, "again", rule="last")
+    assert written == _presence_rows(settings)
+    with connect(settings.warehouse_path, read_only=True) as con:
+        details = con.execute("SELECT details FROM audit_log WHERE action = 'bts_presence.materialize' AND run_id = 'run'").fetchone()[0]
+    assert "xl_events_0115_d1" not in details
+
+
+def test_drops_that_keep_changing_are_counted_with_the_warehouse_held(home: Path, monkeypatch):
+    from crowd_platform.density import presence
+
+    settings = get_settings(home)
+    start, end = WINDOWS[0], WINDOWS[-1] + timedelta(minutes=15)
+    real = presence._count_presence_privately
+    changing = iter(["telkomsel_events_0100_d2", "indosat_events_0100_d2"])
+
+    def count_while_drops_keep_changing(*args, **kwargs):
+        with connect(settings.warehouse_path) as other:
+            other.execute("UPDATE drops SET status = 'superseded' WHERE drop_id = ?", [next(changing)])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(presence, "_count_presence_privately", count_while_drops_keep_changing)
+    result = compute_bts_presence(lambda: connect(settings.warehouse_path), settings, start, end, "run", rule="last", attempts=3)
+    assert result["drops"] == 10  # both changes seen; the third count ran under the warehouse
+    written = _presence_rows(settings)
+    monkeypatch.setattr(presence, "_count_presence_privately", real)
+    compute_bts_presence(lambda: connect(settings.warehouse_path), settings, start, end, "again", rule="last")
+    assert written == _presence_rows(settings)

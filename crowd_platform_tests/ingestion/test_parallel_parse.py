@@ -74,8 +74,9 @@ def _ingest(tmp_path, name: str, workers: int, chunk: int = 32):
     settings.ensure_dirs()
     _land(settings)
     pending = _pending(settings)
-    with connect(settings.warehouse_path) as con:
-        outcomes = ingest_drops(settings, con, pending, run_id="run", parse_workers=workers, chunk=chunk)
+    # Opened for each write phase and closed in between, as the asset does.
+    outcomes = ingest_drops(settings, lambda: connect(settings.warehouse_path), pending, run_id="run",
+                            parse_workers=workers, chunk=chunk)
     return settings, outcomes
 
 
@@ -123,9 +124,8 @@ def test_a_stop_signal_in_a_parse_thread_stops_the_run_and_leaves_drops_received
         return real_stage(connection, data_path, contract, target, keep_table=keep_table)
 
     monkeypatch.setattr(ingest, "stage_drop", stage_or_stop)
-    with connect(settings.warehouse_path) as con:
-        with pytest.raises(KeyboardInterrupt):
-            ingest_drops(settings, con, pending, run_id="run", parse_workers=4)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_drops(settings, lambda: connect(settings.warehouse_path), pending, run_id="run", parse_workers=4)
     with connect(settings.warehouse_path, read_only=True) as con:
         statuses = dict(con.execute("SELECT status, count(*) FROM drops GROUP BY status").fetchall())
     # Received (raw copy and row committed), none decided: recovery re-lands them from raw/.

@@ -2,7 +2,6 @@
 -- GROUP BY to distinct pairs, then count rows: bounded memory where count(DISTINCT) is not
 -- (docs/design.md section 9). Grouped on `part` (one integer per window and operator,
 -- presence_parts), mapped back at the end.
-INSERT INTO bts_presence (window_start, operator, place_level, place_id, subscribers, location_rule, run_id)
 WITH subscriber_cells AS (
     SELECT part, subscriber, cell_id, site_id
     FROM presence_events

@@ -4,7 +4,6 @@
 -- cell_rank sorts like cell_id within an operator and fits in the low 32 bits. A plain
 -- integer max is several times cheaper than arg_max over a struct with a tuple ordering key.
 -- Grouped on `part` (one integer per window and operator, presence_parts), mapped back at the end.
-INSERT INTO bts_presence (window_start, operator, place_level, place_id, subscribers, location_rule, run_id)
 WITH located AS (
     SELECT
         part,

@@ -2,7 +2,6 @@
 -- events in the window (ties: the site of the latest event, then the larger site_id), and
 -- at the last cell they used within that site. Grouped on `part` (one integer per window and
 -- operator, presence_parts), mapped back at the end.
-INSERT INTO bts_presence (window_start, operator, place_level, place_id, subscribers, location_rule, run_id)
 WITH per_cell AS (
     SELECT part, subscriber, site_id, cell_id,
            count(*) AS events, max(event_time) AS last_time
