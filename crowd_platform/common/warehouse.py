@@ -58,6 +58,17 @@ def configure(connection: duckdb.DuckDBPyConnection, share: int = 1) -> None:
         connection.execute(f"SET memory_limit = '{limit}'")  # validated above: digits and a unit only
 
 
+def private_engine(scratch: Path, share: int = 1) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that computes for the warehouse without holding it (parses, rules,
+    presence counting): the warehouse's settings, ``share`` of its memory limit, spilling into
+    ``scratch``/.spill (DuckDB creates that folder when it spills and removes it on close)."""
+    engine = duckdb.connect()
+    configure(engine, share=share)
+    scratch.mkdir(parents=True, exist_ok=True)
+    engine.execute(f"SET temp_directory = '{str(scratch / '.spill').replace(chr(39), chr(39) * 2)}'")
+    return engine
+
+
 def apply_schema(connection: duckdb.DuckDBPyConnection) -> None:
     """Create every warehouse table that does not exist yet (idempotent DDL in sql/schema/)."""
     for ddl in sorted(SCHEMA_DIR.glob("*.sql")):

@@ -20,7 +20,7 @@ from crowd_platform.common import storage
 from crowd_platform.common.calendar import local_day_bounds
 from crowd_platform.common.contracts import operator_event_contracts
 from crowd_platform.common.settings import Settings
-from crowd_platform.common.warehouse import fetch_dicts, read_sql, transaction
+from crowd_platform.common.warehouse import fetch_dicts, private_engine, read_sql, transaction
 
 LOCATION_RULES = ("any", "last", "modal")
 # Up to this many input files, presence_events reads each file in its own branch with its window
@@ -170,14 +170,8 @@ def compute_bts_presence(open_warehouse: Callable[[], AbstractContextManager[duc
 def _count_presence_privately(settings: Settings, inputs: list[dict[str, Any]], registry, empty, rule: str,
                               run_id: str | None):
     """The presence rows of ``inputs`` (Arrow), counted in an in-memory DuckDB holding the registry copy."""
-    from crowd_platform.common.warehouse import configure
-
-    engine = duckdb.connect()
+    engine = private_engine(settings.staging)
     try:
-        configure(engine)
-        spill = settings.staging / ".spill"
-        spill.mkdir(parents=True, exist_ok=True)
-        engine.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
         engine.register("registry_copy", registry)
         engine.execute("CREATE TABLE bts_registry AS SELECT * FROM registry_copy")
         engine.register("presence_schema", empty)

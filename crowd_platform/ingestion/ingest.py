@@ -28,7 +28,7 @@ from crowd_platform.ingestion.volume import PROFILE_ENGINE, VolumeVerdict, check
 from crowd_platform.ingestion.rules import RuleContext, RuleResult, compile_rules, run_duckdb_rules, run_gx_rules
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.crashpoints import crash_point
-from crowd_platform.common.warehouse import configure, transaction
+from crowd_platform.common.warehouse import private_engine, transaction
 
 from crowd_platform.ingestion.drops import (DropOutcome, audit_drop, copy_atomic, copy_hashing, data_suffix, one_line, staging_file, utcnow)
 from crowd_platform.ingestion.quarantine import quarantine_before_copy, record_duplicate, quarantine_drop
@@ -202,11 +202,7 @@ def _check_all(drops: list[tuple[_ReceivedDrop, bool]], registry, workers: int) 
 def _private_engine(drop: _ReceivedDrop, registry, share: int) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB for one drop's parse and rules: the warehouse's settings (memory limit
     shared among the ``share`` engines running at once), the registry copy as ``bts_registry``."""
-    engine = duckdb.connect()
-    configure(engine, share=share)
-    spill = drop.settings.staging / ".spill"
-    spill.mkdir(parents=True, exist_ok=True)
-    engine.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+    engine = private_engine(drop.settings.staging, share=share)
     engine.register("registry_copy", registry)
     engine.execute("CREATE TABLE bts_registry AS SELECT * FROM registry_copy")
     engine.unregister("registry_copy")
