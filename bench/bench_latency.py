@@ -18,6 +18,9 @@ Second part: the landing sensor's tick time with 10 000 files (5 000 drops) wait
     .venv/bin/python bench/bench_latency.py                       # Jakarta scale (~25 min)
     .venv/bin/python bench/bench_latency.py --events 1000000      # smoke (~3 min)
 
+Disk: the Jakarta-scale home is ~17 GB (raw copies and lake of 8 windows); --workdir keeps a
+second copy of it after the set-up (home.setup), so that mode needs ~40 GB free.
+
 Before/after on one prepared home (the set-up once): the first call with a configuration whose
 ingestion.parse_workers is 1 (drops parsed one after another), the second with the default:
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,12 +61,14 @@ def configure(connection: duckdb.DuckDBPyConnection, share: int = 1) -> None:
 
 def private_engine(scratch: Path, share: int = 1) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that computes for the warehouse without holding it (parses, rules,
-    presence counting): the warehouse's settings, ``share`` of its memory limit, spilling into
-    ``scratch``/.spill (DuckDB creates that folder when it spills and removes it on close)."""
+    presence counting): the warehouse's settings, ``share`` of its memory limit, spilling into a
+    folder of its own in ``scratch`` (DuckDB creates it when it spills and removes it on close;
+    engines running side by side must not share one, or the first to close removes it)."""
     engine = duckdb.connect()
     configure(engine, share=share)
     scratch.mkdir(parents=True, exist_ok=True)
-    engine.execute(f"SET temp_directory = '{str(scratch / '.spill').replace(chr(39), chr(39) * 2)}'")
+    spill = scratch / f".spill-{uuid.uuid4().hex[:12]}"
+    engine.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
     return engine
 
 

@@ -195,7 +195,8 @@ def _check_all(drops: list[tuple[_ReceivedDrop, bool]], registry, workers: int) 
 
         with ThreadPoolExecutor(max_workers=min(workers, len(drops)), thread_name_prefix="parse") as pool:
             # map() re-raises a worker's exception here: only stop signals get that far.
-            return list(pool.map(lambda item: _check(item[0], registry, item[1], workers), drops))
+            share = min(workers, len(drops))
+            return list(pool.map(lambda item: _check(item[0], registry, item[1], share), drops))
     return [_check(drop, registry, gx, 1) for drop, gx in drops]
 
 
