@@ -33,9 +33,8 @@ class CrowdPlatform(dg.ConfigurableResource):
         """The warehouse for a step outside the warehouse pool (it computes away from the
         warehouse and opens it only to read inputs and write results): waits as long as a pool
         step may hold it (up to ~20 minutes), not the ~2 minutes a command waits."""
-        with warehouse.connect(self.settings.warehouse_path, retries=WAIT_RETRIES_OUTSIDE_POOL) as connection:
+        with warehouse.connect(self.settings.warehouse_path, wait_s=WAIT_OUTSIDE_POOL_S) as connection:
             yield connection
 
 
-# connect() backs off to 2 s between tries: 600 tries ~ 20 minutes.
-WAIT_RETRIES_OUTSIDE_POOL = 600
+WAIT_OUTSIDE_POOL_S = 20 * 60

@@ -79,23 +79,25 @@ def apply_schema(connection: duckdb.DuckDBPyConnection) -> None:
 
 
 @contextmanager
-def connect(path: Path, read_only: bool = False, retries: int = 60) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(path: Path, read_only: bool = False, wait_s: float = 120.0) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse, waiting while another process holds the write lock.
 
-    A waiting reader is normal (a run is writing); the wait is bounded so a stuck lock
-    surfaces as a one-line error instead of a hang.
+    A waiting reader is normal (a run is writing); the wait is bounded (``wait_s``) so a stuck
+    lock surfaces as a one-line error instead of a hang. Tries every 50-250 ms: with steps of
+    several runs taking turns on the file, a longer sleep leaves it idle between them.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    last_error: Exception | None = None
-    for attempt in range(retries):
+    deadline = time.monotonic() + wait_s
+    attempt = 0
+    while True:
         try:
             connection = duckdb.connect(str(path), read_only=read_only and path.exists())
             break
         except duckdb.IOException as error:  # lock held by another process
-            last_error = error
-            time.sleep(min(0.25 * (attempt + 1), 2.0))
-    else:
-        raise RuntimeError(f"warehouse {path.name} is locked by another process") from last_error
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"warehouse {path.name} is locked by another process") from error
+            attempt += 1
+            time.sleep(min(0.05 * attempt, 0.25))
     try:
         configure(connection)
         if not read_only:
