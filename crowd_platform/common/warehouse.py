@@ -30,7 +30,7 @@ def read_sql(name: str) -> str:
 
 
 MEMORY_LIMIT_ENV = "CROWD_DUCKDB_MEMORY_LIMIT"
-_MEMORY_LIMIT = re.compile(r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+_MEMORY_LIMIT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
 def memory_limit() -> str | None:
@@ -54,21 +54,27 @@ def configure(connection: duckdb.DuckDBPyConnection, share: int = 1) -> None:
     limit = memory_limit()
     if limit:
         if share > 1:
-            number, unit = re.match(r"^([0-9.]+)\s*([A-Za-z]+)$", limit).groups()
+            number, unit = _MEMORY_LIMIT.match(limit).groups()
             limit = f"{max(float(number) / share, 0.01):.2f}{unit}"
         connection.execute(f"SET memory_limit = '{limit}'")  # validated above: digits and a unit only
 
 
-def private_engine(scratch: Path, share: int = 1) -> duckdb.DuckDBPyConnection:
+def private_engine(scratch: Path, share: int = 1, tables: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that computes for the warehouse without holding it (parses, rules,
     presence counting): the warehouse's settings, ``share`` of its memory limit, spilling into a
     folder of its own in ``scratch`` (DuckDB creates it when it spills and removes it on close;
-    engines running side by side must not share one, or the first to close removes it)."""
+    engines running side by side must not share one, or the first to close removes it).
+    ``tables``: name -> Arrow table copied out of the warehouse, created under the same name so
+    the models read them as they would there."""
     engine = duckdb.connect()
     configure(engine, share=share)
     scratch.mkdir(parents=True, exist_ok=True)
     spill = scratch / f".spill-{uuid.uuid4().hex[:12]}"
     engine.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+    for name, rows in (tables or {}).items():
+        engine.register("warehouse_copy", rows)
+        engine.execute(f"CREATE TABLE {name} AS SELECT * FROM warehouse_copy")  # names are the caller's literals
+        engine.unregister("warehouse_copy")
     return engine
 
 

@@ -170,12 +170,8 @@ def compute_bts_presence(open_warehouse: Callable[[], AbstractContextManager[duc
 def _count_presence_privately(settings: Settings, inputs: list[dict[str, Any]], registry, empty, rule: str,
                               run_id: str | None):
     """The presence rows of ``inputs`` (Arrow), counted in an in-memory DuckDB holding the registry copy."""
-    engine = private_engine(settings.staging)
+    engine = private_engine(settings.staging, tables={"bts_registry": registry, "bts_presence": empty})
     try:
-        engine.register("registry_copy", registry)
-        engine.execute("CREATE TABLE bts_registry AS SELECT * FROM registry_copy")
-        engine.register("presence_schema", empty)
-        engine.execute("CREATE TABLE bts_presence AS SELECT * FROM presence_schema")
         return _count_presence(engine, settings, inputs, rule, run_id)
     finally:
         engine.close()

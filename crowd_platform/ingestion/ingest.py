@@ -163,10 +163,10 @@ def ingest_drops(settings: Settings, open_warehouse: OpenWarehouse, pending: lis
                     received.append((index, drop))
                 else:
                     outcomes[index] = drop
+            if not received:
+                continue
             registry = _registry_copy(connection, sorted({drop.manifest.operator for _, drop in received}))
         checked = _check_all([(drop, pending[index].gx_cross_check) for index, drop in received], registry, parse_workers)
-        if not received:
-            continue
         with open_warehouse() as connection:
             for (index, drop), result in zip(received, checked):
                 outcomes[index] = _finish(replace(drop, connection=connection), result)
@@ -193,27 +193,17 @@ def _check_all(drops: list[tuple[_ReceivedDrop, bool]], registry, workers: int) 
     if workers > 1 and len(drops) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(workers, len(drops)), thread_name_prefix="parse") as pool:
+        share = min(workers, len(drops))
+        with ThreadPoolExecutor(max_workers=share, thread_name_prefix="parse") as pool:
             # map() re-raises a worker's exception here: only stop signals get that far.
-            share = min(workers, len(drops))
             return list(pool.map(lambda item: _check(item[0], registry, item[1], share), drops))
     return [_check(drop, registry, gx, 1) for drop, gx in drops]
-
-
-def _private_engine(drop: _ReceivedDrop, registry, share: int) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for one drop's parse and rules: the warehouse's settings (memory limit
-    shared among the ``share`` engines running at once), the registry copy as ``bts_registry``."""
-    engine = private_engine(drop.settings.staging, share=share)
-    engine.register("registry_copy", registry)
-    engine.execute("CREATE TABLE bts_registry AS SELECT * FROM registry_copy")
-    engine.unregister("registry_copy")
-    return engine
 
 
 def _check(drop: _ReceivedDrop, registry, gx_cross_check: bool, share: int) -> _Checked:
     """Parse into staging, then every contract rule, in a private engine; nothing is written to
     the warehouse (failures are returned for _finish to record; stop signals are raised)."""
-    engine = _private_engine(drop, registry, share)
+    engine = private_engine(drop.settings.staging, share=share, tables={"bts_registry": registry})
     try:
         parsed = _parse(drop, engine, STAGED_TABLE if ONE_PASS_STAGING else None)
         if isinstance(parsed, Exception):
@@ -389,9 +379,9 @@ def _check_manifest(drop: _ReceivedDrop) -> DropOutcome | None:
 
 
 def _parse(drop: _ReceivedDrop, connection: duckdb.DuckDBPyConnection, keep_table: str | None) -> StagedFile | Exception:
-    """Parse per contract layout into staging (WAP "write"), on ``connection`` (the warehouse's or
-    a cursor of it). Writes nothing to the warehouse: a failure is returned, for _stage_outcome
-    to record; a stop signal is raised."""
+    """Parse per contract layout into staging (WAP "write"), on ``connection`` (a private engine).
+    Writes nothing to the warehouse: a failure is returned, for _stage_outcome to record; a stop
+    signal is raised."""
     try:
         return stage_drop(connection, drop.parse_source, drop.contract, drop.staging_target, keep_table=keep_table)
     except Exception as error:  # noqa: BLE001 - one bad drop must never kill the run
