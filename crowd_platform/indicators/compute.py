@@ -22,7 +22,13 @@ from crowd_platform.common.calendar import local_day_bounds
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import fetch_dicts, read_sql, transaction
 from crowd_platform.density.presence import load_presence_inputs, register_geography
-from crowd_platform.indicators.protect import IndicatorsError, assert_k_anonymous, protect_flows, suppress_slices
+from crowd_platform.indicators.protect import (
+    IndicatorsError,
+    assert_k_anonymous,
+    protect_flows,
+    shown_key,
+    suppress_slices,
+)
 from crowd_platform.publication.kanon import mask_counts
 
 FLOW_KINDS = ("consecutive_days", "morning_evening")
@@ -107,11 +113,14 @@ def compute_district_unique_subscribers(con: duckdb.DuckDBPyConnection, settings
             schema={"grain": pl.String, "hour": pl.Int32, "level": pl.String, "district_code": pl.String,
                     "parent_code": pl.String, "value": pl.Int64})
         # One hierarchy per grain and hour (null hour: the whole day).
-        decided = suppress_slices(source.with_columns(pl.col("hour").fill_null(-1).alias("slice_hour")),
-                                  ["grain", "slice_hour"], k)
+        source = source.with_columns(pl.col("hour").fill_null(-1).alias("slice_hour"))
+        source = _with_known(con, "district_unique_subscribers_published", day, source,
+                             _keys(source, ["grain", "slice_hour"]), _keys(source, ["level", "district_code"]))
+        decided = suppress_slices(source, ["grain", "slice_hour"], k)
         published = _published_frame(decided, day, ["grain", "hour", "level", "district_code"])
         assert_k_anonymous(published["subscribers"].to_list(), k, "district_unique_subscribers_published")
         _insert(con, "district_unique_subscribers_published", published)
+        _remember_shown(con, "district_unique_subscribers_published", day, decided)
         result = {"days": 1, "drops": len(inputs), "rows": source.height, "k": k, **_suppression_counts(decided)}
         _audit(con, settings, "district_unique_subscribers.materialize", day, run_id, result)
     return result
@@ -132,10 +141,13 @@ def compute_district_daily_location(con: duckdb.DuckDBPyConnection, settings: Se
             fetch_dicts(con, read_sql("indicators/district_daily_location_published_input"), {"day": day}),
             schema={"rule": pl.String, "level": pl.String, "district_code": pl.String, "parent_code": pl.String,
                     "value": pl.Int64})
+        source = _with_known(con, "district_daily_location_published", day, source,
+                             _keys(source, ["rule"]), _keys(source, ["level", "district_code"]))
         decided = suppress_slices(source, ["rule"], k)
         published = _published_frame(decided, day, ["rule", "level", "district_code"])
         assert_k_anonymous(published["subscribers"].to_list(), k, "district_daily_location_published")
         _insert(con, "district_daily_location_published", published)
+        _remember_shown(con, "district_daily_location_published", day, decided)
         result = {"days": 1, "rows": source.height, "k": k, **_suppression_counts(decided)}
         _audit(con, settings, "district_daily_location.materialize", day, run_id, result)
     return result
@@ -172,9 +184,16 @@ def compute_district_od_flows(con: duckdb.DuckDBPyConnection, settings: Settings
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for flow in flows:
             groups.setdefault((flow["flow_kind"], flow["rule"]), []).append(flow)
-        published_rows = []
+        earlier = _shown_before(con, "district_od_flows_published", day)
+        published_rows, shown_now = [], []
         for (kind, flow_rule), members in groups.items():
-            for cell in protect_flows(members, k):
+            table_slice = shown_key(kind, flow_rule, level)
+            known = {(cell, value) for slice_key, cell, value in earlier if slice_key == table_slice}
+            for cell in protect_flows(members, k, known):
+                if cell["published_value"] is not None:
+                    shown_now.append({"slice": table_slice,
+                                      "cell": shown_key(cell["origin_code"], cell["destination_code"]),
+                                      "published_value": cell["published_value"]})
                 published_rows.append({
                     "day": day, "flow_kind": kind, "rule": flow_rule, "level": level,
                     "origin_code": cell["origin_code"], "destination_code": cell["destination_code"],
@@ -188,6 +207,9 @@ def compute_district_od_flows(con: duckdb.DuckDBPyConnection, settings: Settings
             "suppression": pl.String})
         assert_k_anonymous(published["subscribers"].to_list(), k, "district_od_flows_published")
         _insert(con, "district_od_flows_published", published)
+        _remember_shown(con, "district_od_flows_published", day,
+                        pl.DataFrame(shown_now, schema={"slice": pl.String, "cell": pl.String,
+                                                        "published_value": pl.Float64}))
         kinds = published["suppression"].value_counts() if published.height else None
         by_kind = dict(zip(kinds["suppression"].to_list(), kinds["count"].to_list())) if kinds is not None else {}
         result = {"days": 1, "flow_rule": rule, "flow_level": level, "flow_rows": len(flows), "operators_with_stable_key": stable,
@@ -222,6 +244,42 @@ def _published_frame(decided: pl.DataFrame, day: date, columns: list[str]) -> pl
     ) if decided.height else pl.DataFrame(schema={"day": pl.Date, **{c: pl.String for c in columns},
                                                   "subscribers": pl.Int64, "suppressed": pl.Boolean,
                                                   "suppression": pl.String})
+
+
+def _keys(frame: pl.DataFrame, columns: list[str]) -> list[str]:
+    """Each row's slice or cell key in indicators_shown (protect.shown_key of the columns)."""
+    return [shown_key(*values) for values in frame.select(columns).iter_rows()]
+
+
+def _shown_before(con: duckdb.DuckDBPyConnection, dataset: str, day: date) -> list[tuple[str, str, float]]:
+    """(slice, cell, value) that earlier versions of ``dataset`` showed for ``day``."""
+    return [(row["slice"], row["cell"], float(row["subscribers"])) for row in
+            fetch_dicts(con, read_sql("indicators/indicators_shown_input"), {"dataset": dataset, "day": day})]
+
+
+def _with_known(con: duckdb.DuckDBPyConnection, dataset: str, day: date, source: pl.DataFrame,
+                slices: list[str], cells: list[str]) -> pl.DataFrame:
+    """``source`` with its slice and cell keys and ``known``: the cell's value now is one that an
+    earlier version of the publication showed (a rerun of the day), so hiding it protects nothing."""
+    earlier = set(_shown_before(con, dataset, day))
+    known = [(slice_key, cell, float(value)) in earlier
+             for slice_key, cell, value in zip(slices, cells, source["value"].to_list())]
+    return source.with_columns(pl.Series("slice", slices, dtype=pl.String), pl.Series("cell", cells, dtype=pl.String),
+                               pl.Series("known", known, dtype=pl.Boolean))
+
+
+def _remember_shown(con: duckdb.DuckDBPyConnection, dataset: str, day: date, decided: pl.DataFrame) -> None:
+    """Record the values this version shows (``decided``: slice, cell, published_value), so a later
+    version of the day treats them as known."""
+    if decided.is_empty():
+        return
+    frame = decided.select("slice", "cell", pl.col("published_value").cast(pl.Int64).alias("subscribers")).filter(
+        pl.col("subscribers").is_not_null())
+    con.register("indicators_shown_frame", frame)
+    try:
+        con.execute(read_sql("indicators/indicators_shown"), {"dataset": dataset, "day": day})
+    finally:
+        con.unregister("indicators_shown_frame")
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:

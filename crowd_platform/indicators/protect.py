@@ -17,7 +17,8 @@ test in crowd_platform_tests/indicators/test_flow_protection.py), so they are no
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import polars as pl
@@ -40,11 +41,21 @@ def suppress_slices(rows: pl.DataFrame, slice_columns: list[str], k: int) -> pl.
     return pl.concat(parts)
 
 
-def protect_flows(flows: Iterable[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+def shown_key(*parts: Any) -> str:
+    """A slice or cell of indicators_shown: a JSON array, unambiguous whatever the codes hold."""
+    return json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
+
+
+def protect_flows(flows: Iterable[dict[str, Any]], k: int,
+                  shown: Collection[tuple[str, float]] = ()) -> list[dict[str, Any]]:
     """Primary and complementary suppression of one table of flows (one day, kind, rule and level).
 
-    ``flows``: dicts with origin_code, destination_code and value (subscribers). Returns the
-    flows and the origin totals as dicts with origin_code, destination_code (None for a
+    ``flows``: dicts with origin_code, destination_code and value (subscribers). ``shown``: what
+    an earlier version of this table published, as (``shown_key(origin, destination)``, value)
+    pairs, destination None for an origin total. A cell whose value now is one of them is known
+    to whoever kept that version, so kanon neither counts on hiding it nor picks it as a
+    complementary cell. Returns
+    the flows and the origin totals as dicts with origin_code, destination_code (None for a
     total), total (None | 'origin'), value, published_value (None when suppressed) and
     suppression ('primary' | 'complementary' | None).
     """
@@ -63,8 +74,12 @@ def protect_flows(flows: Iterable[dict[str, Any]], k: int) -> list[dict[str, Any
                              + [f"F|{flow['origin_code']}|{flow['destination_code']}" for flow in flows],
             "parent_code": [None] * len(totals) + [f"O|{flow['origin_code']}" for flow in flows],
             "value": list(totals.values()) + [float(flow["value"]) for flow in flows],
+            "known": [(shown_key(origin, None), value) in shown for origin, value in totals.items()]
+                     + [(shown_key(flow["origin_code"], flow["destination_code"]), float(flow["value"])) in shown
+                        for flow in flows],
         },
-        schema={"level": pl.String, "district_code": pl.String, "parent_code": pl.String, "value": pl.Float64},
+        schema={"level": pl.String, "district_code": pl.String, "parent_code": pl.String, "value": pl.Float64,
+                "known": pl.Boolean},
     )
     decided = suppress_hierarchy(frame, k)
     kinds = decided["suppression"].to_list()

@@ -14,7 +14,8 @@ from crowd_platform_tests.api.conftest import settings_for
 
 INTERNAL = ("bts_presence", "district_density", "district_density_shown", "density_baseline", "crowd_alerts",
             "alert_transitions", "alert_place_state", "drops", "audit_log", "api_tokens", "broadcast_requests",
-            "deletion_certificates", "window_completeness", "district_presence_daily", "subscriber_daily_location")
+            "deletion_certificates", "window_completeness", "district_presence_daily", "subscriber_daily_location",
+            "indicators_shown")
 CRAFTED = [
     *INTERNAL,
     "district_density_published; SELECT * FROM bts_presence",

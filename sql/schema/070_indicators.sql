@@ -89,3 +89,18 @@ CREATE TABLE IF NOT EXISTS district_od_flows_published (
     suppressed        BOOLEAN NOT NULL,
     suppression       VARCHAR
 );
+-- Every count the indicator publications have shown, per table, local day, slice and cell. A
+-- rerun of a day (late drops, a correction) republishes it; whoever kept the earlier version
+-- knows each value it showed, so kanon must neither count on hiding such a value nor pick it as
+-- a complementary cell (publication/kanon.py, ``known``), as district_density_shown does for
+-- density. slice and cell are JSON arrays (unambiguous whatever the codes hold): slice
+-- [grain, hour] (unique subscribers; hour -1 for the day), [rule] (daily location) or
+-- [kind, rule, level] (flows); cell [level, district_code], or [origin, destination] (destination
+-- null for an origin total). Internal; values are all above k.
+CREATE TABLE IF NOT EXISTS indicators_shown (
+    dataset        VARCHAR NOT NULL,      -- the published table
+    day            DATE NOT NULL,
+    slice          VARCHAR NOT NULL,
+    cell           VARCHAR NOT NULL,
+    subscribers    BIGINT NOT NULL
+);
