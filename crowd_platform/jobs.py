@@ -48,9 +48,11 @@ GEOGRAPHY_ASSETS = (
     "bts_coverage",
     "bts_district_weights",
 )
-DAILY_ASSETS = ("density_baseline", "district_presence_daily")
-# Mobility indicators, per LOCAL day (their own partitions: a job has one partitions definition).
+DAILY_ASSETS = ("density_baseline",)
+# Per LOCAL day (their own partitions: a job has one partitions definition): the daily presence
+# roll-up and the mobility indicators.
 INDICATOR_ASSETS = (
+    "district_presence_daily",
     "subscriber_daily_location",
     "district_unique_subscribers",
     "district_daily_location",
@@ -78,7 +80,7 @@ daily_job = dg.define_asset_job(
     executor_def=EXECUTOR,
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     partitions_def=daily_partitions,
-    description="Baselines for a day (from the weeks before it) and the daily presence roll-up.",
+    description="The baseline of a UTC day, from the weeks before it.",
 )
 
 
@@ -88,24 +90,19 @@ daily_job = dg.define_asset_job(
     cron_schedule="5 0 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Each day at 00:05 UTC: the baseline used for the new day, and yesterday's daily presence.",
+    description="Each day at 00:05 UTC: the baseline used for the new UTC day.",
 )
 def daily_baseline_schedule(context: dg.ScheduleEvaluationContext):
     today = context.scheduled_execution_time.astimezone(timezone.utc)
-    yesterday = today - timedelta(days=1)
-    for key, asset, day in (
-        ("baseline", "density_baseline", today),
-        ("presence", "district_presence_daily", yesterday),
-    ):
-        day_key = day.strftime(DAY_KEY_FORMAT)
-        if day_key not in daily_partitions.get_partition_keys(current_time=today + timedelta(days=1)):
-            continue  # outside the emergency period: nothing to compute
-        yield dg.RunRequest(
-            run_key=f"{key}-{day_key}",
-            partition_key=day_key,
-            asset_selection=[dg.AssetKey(asset)],
-            tags={"crowd/purpose": settings.purpose, "crowd/actor": "schedule:daily_baseline_schedule"},
-        )
+    day_key = today.strftime(DAY_KEY_FORMAT)
+    if day_key not in daily_partitions.get_partition_keys(current_time=today + timedelta(days=1)):
+        return  # outside the emergency period: nothing to compute
+    yield dg.RunRequest(
+        run_key=f"baseline-{day_key}",
+        partition_key=day_key,
+        asset_selection=[dg.AssetKey("density_baseline")],
+        tags={"crowd/purpose": settings.purpose, "crowd/actor": "schedule:daily_baseline_schedule"},
+    )
 
 
 indicators_job = dg.define_asset_job(
@@ -113,8 +110,9 @@ indicators_job = dg.define_asset_job(
     executor_def=EXECUTOR,
     selection=dg.AssetSelection.assets(*INDICATOR_ASSETS),
     partitions_def=local_daily_partitions,
-    description="Mobility indicators of a local day (density.local_timezone): daily locations, unique "
-                "subscribers, flows, and their k-anonymised publications.",
+    description="What is computed per local day (density.local_timezone) once it is over: the daily presence "
+                "roll-up and the mobility indicators (daily locations, unique subscribers, flows, and their "
+                "k-anonymised publications).",
 )
 
 INDICATORS_LOCAL_HOUR = 6  # local time the previous local day is computed (late drops have arrived)
@@ -125,7 +123,7 @@ INDICATORS_LOCAL_HOUR = 6  # local time the previous local day is computed (late
     cron_schedule=f"0 {INDICATORS_LOCAL_HOUR} * * *",
     execution_timezone=settings.config.density.local_timezone,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Each day at 06:00 local time: the mobility indicators of the previous local day.",
+    description="Each day at 06:00 local time: the daily presence and mobility indicators of the previous local day.",
 )
 def indicators_schedule(context: dg.ScheduleEvaluationContext):
     local_now = context.scheduled_execution_time.astimezone(ZoneInfo(settings.config.density.local_timezone))

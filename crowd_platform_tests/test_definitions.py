@@ -23,6 +23,16 @@ DESIGN_ASSETS = {
 }
 
 
+def _partitions(partitions_def) -> str | None:
+    """Kind, cron and time zone: a day that moves from UTC to local time shows in review."""
+    if partitions_def is None:
+        return None
+    described = type(partitions_def).__name__
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        described += f" {partitions_def.cron_schedule} {partitions_def.timezone}"
+    return described
+
+
 def graph_snapshot() -> dict:
     graph = defs.resolve_asset_graph()
     assets = {}
@@ -34,7 +44,7 @@ def graph_snapshot() -> dict:
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
             "owners": sorted(node.owners),
             "kinds": sorted(spec.kinds) if spec is not None else [],
-            "partitioned": type(node.partitions_def).__name__ if node.partitions_def else None,
+            "partitioned": _partitions(node.partitions_def),
             # Which steps queue for the one-writer warehouse pool, and which compute outside it.
             "pool": defs.resolve_assets_def(key).op.pool if node.is_executable else None,
             "checks": sorted(check.name for check in node.check_keys),

@@ -49,3 +49,15 @@ def local_day_bounds(local_date: date, timezone_name: str) -> tuple[datetime, da
     start = datetime.combine(local_date, time(), zone)
     end = datetime.combine(local_date + timedelta(days=1), time(), zone)
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def local_days(start: datetime, end: datetime, timezone_name: str) -> list[date]:
+    """The local dates (``timezone_name``) whose midnight falls in [start, end): the days of a
+    local-day partition range (``common.partitions.local_daily_partitions``)."""
+    zone = ZoneInfo(timezone_name)
+    day, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+    days = []
+    while day < last:
+        days.append(day)
+        day += timedelta(days=1)
+    return days

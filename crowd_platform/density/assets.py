@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from crowd_platform.common.partitions import day_asset, window_asset, window_bounds
+from crowd_platform.common.partitions import day_asset, local_day_asset, window_asset, window_bounds
 from crowd_platform.common.provenance import code_version
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.asset_metadata import table_metadata
@@ -87,11 +87,16 @@ def _density_map_metadata(context: dg.AssetExecutionContext, crowd: CrowdPlatfor
     return {"density_map": dg.MetadataValue.md(markdown), "density_map_summary": dg.MetadataValue.json(summary)}
 
 
-@day_asset(
-    deps=["staged_events", "bts_registry", "bts_district_weights", "districts"],
+# Partitioned by LOCAL day, like the indicators (decision 016): a UTC day read as a local date
+# cut a day short wherever local midnight falls after UTC's (zones west of UTC). No partition
+# dependency on the 15-minute UTC windows (Dagster refuses a mapping across time zones): the
+# day's drops are found through `drops`, and its audit record names them.
+@local_day_asset(
+    deps=["bts_registry", "bts_district_weights", "districts"],
     kinds={"duckdb", "sql"},
     description="Unique subscribers per district per local day (density.local_timezone) at every level, each subscriber counted at most "
-                "once per district (any-style presence over the day, apportioned by site weights). Internal.",
+                "once per district (any-style presence over the day, apportioned by site weights). Internal. "
+                "Computed once the local day is over, with the mobility indicators (indicators_job).",
 )
 def district_presence_daily(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     start, end = window_bounds(context)

@@ -17,7 +17,7 @@ import polars as pl
 
 from crowd_platform.common import audit
 from crowd_platform.common import storage
-from crowd_platform.common.calendar import local_day_bounds
+from crowd_platform.common.calendar import local_day_bounds, local_days
 from crowd_platform.common.contracts import operator_event_contracts
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import fetch_dicts, private_engine, read_sql, transaction
@@ -221,18 +221,16 @@ def _write_presence(con: duckdb.DuckDBPyConnection, settings: Settings, start: d
 
 def compute_district_presence_daily(con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime,
                                     run_id: str | None) -> dict[str, Any]:
-    """Replace district_presence_daily for the days of the partitions [start, end), one SQL pass per
-    day. Day D is the local date D (density.local_timezone): windows from local midnight to the
-    next local midnight, e.g. 17:00 UTC D-1 .. 17:00 UTC D at UTC+7."""
+    """Replace district_presence_daily for the local days whose midnight falls in [start, end) (the
+    UTC bounds of a local_daily_partitions range), one SQL pass per day. Day D is the local date D
+    (density.local_timezone): windows from local midnight to the next, e.g. 17:00 UTC D-1 ..
+    17:00 UTC D at UTC+7, 03:00 UTC D .. 03:00 UTC D+1 at UTC-3."""
     zone = settings.config.density.local_timezone
-    days = []
-    day = start
-    while day < end:
-        days.append(day.date())
-        day += timedelta(days=1)
+    days = local_days(start, end, zone)
+    if not days:
+        raise DensityError(f"district_presence_daily: no local midnight of {zone} in [{start.isoformat()}, {end.isoformat()})")
     with transaction(con):
-        con.execute(read_sql("density/district_presence_daily_delete"),
-                    {"first_day": start.date(), "last_day": (end - timedelta(days=1)).date()})
+        con.execute(read_sql("density/district_presence_daily_delete"), {"first_day": days[0], "last_day": days[-1]})
         total_drops = 0
         for local_date in days:
             inputs = load_presence_inputs(con, settings, *local_day_bounds(local_date, zone))
@@ -242,9 +240,10 @@ def compute_district_presence_daily(con: duckdb.DuckDBPyConnection, settings: Se
             register_geography(con, settings, sorted({row["operator"] for row in inputs}))
             con.execute(read_sql("density/district_presence_daily"), {"day": local_date, "run_id": run_id})
         rows = con.execute(
-            "SELECT count(*) FROM district_presence_daily WHERE day >= $first AND day < $last",
-            {"first": start.date(), "last": end.date()}).fetchone()[0]
+            "SELECT count(*) FROM district_presence_daily WHERE day >= $first AND day <= $last",
+            {"first": days[0], "last": days[-1]}).fetchone()[0]
         result = {"days": len(days), "drops": total_drops, "rows": rows, "local_timezone": zone}
+        # Local dates, the end excluded, like the UTC day ranges of the other daily assets.
         audit.append(con, "district_presence_daily.materialize", purpose=settings.purpose, object_kind="day_range",
-                     object_id=f"{start.date()}/{end.date()}", run_id=run_id, details=result)
+                     object_id=f"{days[0]}/{days[-1] + timedelta(days=1)}", run_id=run_id, details=result)
     return result

@@ -10,15 +10,14 @@ operators, never a subscriber-level value; a count that counts people is masked 
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 
 from crowd_platform.common import audit
-from crowd_platform.common.calendar import local_day_bounds
+from crowd_platform.common.calendar import local_day_bounds, local_days
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import fetch_dicts, read_sql, transaction
 from crowd_platform.density.presence import load_presence_inputs, register_geography
@@ -33,18 +32,6 @@ from crowd_platform.publication.kanon import mask_counts
 
 FLOW_KINDS = ("consecutive_days", "morning_evening")
 DAILY_LOCATION_RULES = ("last", "modal")
-
-
-def local_days(start: datetime, end: datetime, zone: str) -> list[date]:
-    """The local dates (``zone``) whose midnight falls in [start, end): the days of a local-day
-    partition range (window_bounds of a local_daily_partitions asset)."""
-    tz = ZoneInfo(zone)
-    day, last = start.astimezone(tz).date(), end.astimezone(tz).date()
-    days = []
-    while day < last:
-        days.append(day)
-        day += timedelta(days=1)
-    return days
 
 
 def _zone(settings: Settings) -> str:

@@ -109,11 +109,12 @@ def process_pending(
     The sensor pages through landing oldest first, and a page ends wherever its manifest limit
     falls, often inside a day. Requests are therefore held per UTC day and a day is run once a
     later day has shown up (or the sensor has nothing more): each day gets one baseline run, one
-    window range run and one roll-up, never two or three pieces cut at odd windows. The mobility
-    indicators of every local day touched run once at the end (each reads the day before).
+    window range run, never two or three pieces cut at odd windows. What is computed per local
+    day (the daily presence roll-up and the mobility indicators) runs once at the end for every
+    complete local day touched, in date order (flows read the day before).
 
-    ``with_presence_daily=False`` leaves out the daily unique-visitor roll-up (not on the
-    alert path; evaluations and benchmarks that only need alerts skip its cost)."""
+    ``with_presence_daily=False`` leaves out those local-day runs (not on the alert path;
+    evaluations and benchmarks that only need alerts skip their cost)."""
     from crowd_platform.runner.idle import run_mark
 
     with run_mark(settings) as mark:
@@ -146,12 +147,12 @@ def _process_pending(settings: Settings, instance: dg.DagsterInstance, purpose: 
             else:
                 others.append(request)
         if others:
-            _run_requests(defs, instance, others, tags, summary, progress, with_presence_daily)
+            _run_requests(defs, instance, others, tags, summary, progress)
         # Days before the newest one seen are complete as far as this backlog goes: run them now.
         for day in sorted(held)[:-1]:
-            window_keys += _run_requests(defs, instance, held.pop(day), tags, summary, progress, with_presence_daily)
+            window_keys += _run_requests(defs, instance, held.pop(day), tags, summary, progress)
     for day in sorted(held):
-        window_keys += _run_requests(defs, instance, held.pop(day), tags, summary, progress, with_presence_daily)
+        window_keys += _run_requests(defs, instance, held.pop(day), tags, summary, progress)
     if with_presence_daily and window_keys:
         process_indicators(settings, defs, instance, local_days_of(settings, window_keys), tags, summary, progress)
     return summary
@@ -164,7 +165,6 @@ def _run_requests(
     tags: dict[str, str],
     summary: RunSummary,
     progress: Progress,
-    with_presence_daily: bool = True,
 ) -> list[str]:
     """Run a batch of sensor requests (unroutable, then cells, then windows day by day); return
     the window keys it ran."""
@@ -191,7 +191,7 @@ def _run_requests(
         if request.partition_key:
             windows_by_day[_day_of(request.partition_key)].append(request.partition_key)
     for day in sorted(windows_by_day):
-        process_day(defs, instance, day, sorted(set(windows_by_day[day])), tags, summary, progress, with_presence_daily)
+        process_day(defs, instance, day, sorted(set(windows_by_day[day])), tags, summary, progress)
     window_keys = [key for keys in windows_by_day.values() for key in keys]
 
     for job_name, leftover in by_job.items():
@@ -241,18 +241,15 @@ def process_day(
     tags: dict[str, str],
     summary: RunSummary,
     progress: Progress,
-    with_presence_daily: bool = True,
 ) -> None:
-    """Baseline of the day, then its windows as one range run, then the daily roll-up."""
+    """Baseline of the UTC day, then its windows as one range run. The daily roll-up is per local
+    day, with the indicators (process_indicators), once that day is over."""
     first, last = window_keys[0], window_keys[-1]
     progress(f"  {day}: baseline, then windows {first[-5:]}..{last[-5:]} ({len(window_keys)} with new drops)")
     _execute(defs, instance, "daily_job", summary, progress, f"baseline {day}", partition_key=day,
              asset_selection=[dg.AssetKey("density_baseline")], tags=tags)
     if _execute(defs, instance, "window_job", summary, progress, f"{first}..{last}", tags={**tags, **range_tags(first, last)}):
         summary.windows.update(window_keys)
-    if with_presence_daily:
-        _execute(defs, instance, "daily_job", summary, progress, f"presence {day}", partition_key=day,
-                 asset_selection=[dg.AssetKey("district_presence_daily")], tags=tags)
     summary.days.add(day)
 
 
@@ -286,11 +283,11 @@ def complete_local_days(settings: Settings, local_days: list[str], now: datetime
 
 def process_indicators(settings: Settings, defs: dg.Definitions, instance: dg.DagsterInstance, local_days: list[str],
                        tags: dict[str, str], summary: RunSummary, progress: Progress) -> None:
-    """The mobility indicators of every complete local day that got new windows, in date order
-    (the flows of day D read D-1's locations). A day still arriving waits for its end (or for the
+    """The local-day job (daily presence roll-up, mobility indicators) of every complete local day
+    that got new windows, in date order (the flows of day D read D-1's locations). A day still arriving waits for its end (or for the
     06:00 indicators_schedule of the next day); a late correction of a past day runs it again."""
     for day in complete_local_days(settings, local_days):
-        progress(f"  {day} (local): mobility indicators")
+        progress(f"  {day} (local): daily presence and mobility indicators")
         if _execute(defs, instance, "indicators_job", summary, progress, f"indicators {day}", partition_key=day, tags=tags):
             summary.local_days.add(day)
 

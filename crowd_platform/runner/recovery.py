@@ -26,7 +26,9 @@ from crowd_platform.common.warehouse import fetch_dicts
 
 log = logging.getLogger(__name__)
 
-RECOVERABLE_JOBS = ("window_job", "daily_job", "geography_job", "retention_job")
+# Jobs whose steps are idempotent per partition (DELETE + INSERT, drops re-landed): an
+# interrupted run is run again with its partition tags.
+RECOVERABLE_JOBS = ("window_job", "daily_job", "geography_job", "indicators_job", "retention_job")
 RESUMES_TAG = "crowd/resumes"
 UNFINISHED = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED)
 

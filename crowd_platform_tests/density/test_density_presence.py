@@ -18,6 +18,7 @@ from crowd_platform.density.assets import bts_presence, district_density, distri
 from crowd_platform.density.districts import compute_district_density
 from crowd_platform.density.presence import compute_bts_presence, compute_district_presence_daily, market_shares
 from crowd_platform.density.checks import DENSITY_CHECKS
+from crowd_platform.common.calendar import local_day_bounds
 from crowd_platform.common.contracts import operator_contracts
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.common.settings import get_settings
@@ -295,6 +296,9 @@ def test_district_presence_daily_counts_each_subscriber_once_per_district(home: 
     ("Asia/Jakarta", {date(2020, 3, 10): 9.0, date(2020, 3, 11): 2.0}),
     ("Asia/Kathmandu", {date(2020, 3, 10): 10.0, date(2020, 3, 11): 1.0}),
     ("UTC", {date(2020, 3, 10): 11.0}),
+    # West of UTC the fixture's 01:00 UTC events are 22:00 on 9 March (BRT, UTC-3), a day this
+    # range does not hold; 17:00 and 18:30 UTC are the afternoon of 10 March.
+    ("America/Sao_Paulo", {date(2020, 3, 10): 2.0}),
 ])
 def test_district_presence_daily_days_are_local_days(home: Path, zone: str, expected: dict):
     settings = get_settings(home).with_config(density={"local_timezone": zone})
@@ -302,7 +306,9 @@ def test_district_presence_daily_days_are_local_days(home: Path, zone: str, expe
     with connect(settings.warehouse_path) as con:
         add_drop(con, "tsel-e", "telkomsel", evening, write_events(home, "telkomsel", evening, [("N1", "c1", 1)], "tsel-e"))
         add_drop(con, "tsel-n", "telkomsel", night, write_events(home, "telkomsel", night, [("N2", "c3", 1)], "tsel-n"))
-        compute_district_presence_daily(con, settings, WINDOW.replace(hour=0), WINDOW.replace(hour=0) + timedelta(days=2),
-                                        run_id=None)
+        # The local days 10 and 11 March: their bounds in UTC, as a local-day partition range gives them.
+        start, _ = local_day_bounds(date(2020, 3, 10), zone)
+        _, end = local_day_bounds(date(2020, 3, 11), zone)
+        compute_district_presence_daily(con, settings, start, end, run_id=None)
         rows = dict(con.execute("SELECT day, subscribers FROM district_presence_daily WHERE district_code = 'K1'").fetchall())
     assert rows == pytest.approx(expected)

@@ -18,6 +18,7 @@ import pytest
 
 from crowd_platform.common.settings import get_settings
 from crowd_platform.common.warehouse import connect, read_sql
+from crowd_platform.common.calendar import local_day_bounds
 from crowd_platform.density.presence import compute_bts_presence, compute_district_presence_daily, load_presence_inputs
 
 WINDOWS = [datetime(2020, 3, 10, 1, 0, tzinfo=timezone.utc) + timedelta(minutes=15 * index) for index in range(3)]
@@ -170,11 +171,9 @@ def test_per_file_scan_daily_presence_matches_the_file_name_join(home: Path, sca
     settings = get_settings(home)
     day = WINDOWS[0].date()
     with connect(settings.warehouse_path) as con:
-        compute_district_presence_daily(con, settings, datetime(day.year, day.month, day.day, tzinfo=timezone.utc),
-                                        datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1), "test")
+        compute_district_presence_daily(con, settings, *local_day_bounds(day, settings.config.density.local_timezone), "test")
         platform = sorted(con.execute("SELECT level, district_code, round(subscribers, 9) FROM district_presence_daily").fetchall())
         # The same day through the reference view (district_presence_daily.sql reads presence_events).
-        from crowd_platform.common.calendar import local_day_bounds
         from crowd_platform.density.presence import register_geography
 
         load_presence_inputs(con, settings, *local_day_bounds(day, settings.config.density.local_timezone))

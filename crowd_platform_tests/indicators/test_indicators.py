@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from crowd_platform.common.calendar import local_day_bounds
 from crowd_platform.common.settings import SettingsError
 from crowd_platform.density.presence import compute_district_presence_daily
 from crowd_platform.indicators.compute import (
@@ -115,8 +116,7 @@ def test_unique_subscribers_per_day_equal_district_presence_daily_and_per_hour(a
                            ("B", "c1", wib(DAY, 23, 55))])
     lake.add("indosat", [("X", "i1", wib(DAY, 9))])
     compute_district_unique_subscribers(con, settings, DAY, "run")
-    start, end = (datetime(2020, 3, 10, tzinfo=timezone.utc), datetime(2020, 3, 11, tzinfo=timezone.utc))
-    compute_district_presence_daily(con, settings, start, end, "run")  # partition key = local date DAY
+    compute_district_presence_daily(con, settings, *local_day_bounds(DAY, settings.config.density.local_timezone), "run")
     ours = dict(con.execute("SELECT district_code, subscribers FROM district_unique_subscribers "
                             "WHERE day = ? AND grain = 'day' AND subscribers > 0", [DAY]).fetchall())
     theirs = dict(con.execute("SELECT district_code, subscribers FROM district_presence_daily WHERE day = ?",

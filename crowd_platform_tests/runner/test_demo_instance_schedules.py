@@ -29,4 +29,11 @@ def test_computing_schedules_request_nothing_outside_the_emergency_period():
     tick = daily_baseline_schedule.evaluate_tick(dg.build_schedule_context(
         scheduled_execution_time=datetime(2020, 3, 11, 0, 5, tzinfo=timezone.utc), repository_def=repo))
     assert {(request.partition_key, request.asset_selection[0].to_user_string()) for request in tick.run_requests} == {
-        ("2020-03-11", "density_baseline"), ("2020-03-10", "district_presence_daily")}
+        ("2020-03-11", "density_baseline")}
+    # The daily presence is per local day, with the indicators, after that day is over: at 06:00
+    # WIB on 11 March, the local day 10 March (never a UTC day read as a local date).
+    tick = indicators_schedule.evaluate_tick(dg.build_schedule_context(
+        scheduled_execution_time=datetime(2020, 3, 10, 23, 0, tzinfo=timezone.utc), repository_def=repo))
+    assert [request.partition_key for request in tick.run_requests] == ["2020-03-10"]
+    assert "district_presence_daily" in {key.to_user_string() for key in
+                                         defs.resolve_job_def("indicators_job").asset_layer.executable_asset_keys}
