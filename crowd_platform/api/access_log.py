@@ -7,6 +7,12 @@ server process, so several workers never interleave lines). A background thread 
 the request threads queue and fsyncs each batch (at most every 0.5 s); ``close()`` drains the
 queue. A record holds who (token name, or ``-``), what (method, route, dataset, parameters,
 never the token), when and the status.
+
+Once its UTC day is over, the governance step ``audit_log_checkpoint`` seals each file into the
+warehouse's hash chain (crowd_platform/governance/api_audit.py: bytes, sha256, line count, first
+and last request time), so a later edit, truncation or deletion fails ``audit verify``; retention
+deletes sealed files past the period ``data_contracts/platform_datasets.yaml`` declares for
+``api_audit``.
 """
 
 from __future__ import annotations
@@ -14,14 +20,20 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 
+AUDIT_FOLDER = "api_audit"
+# api_audit/YYYY-MM-DD.<pid>.jsonl: the UTC day of the requests, the writing process.
+FILE_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d+)\.jsonl$")
+
+
 def audit_dir(home: Path) -> Path:
-    return home / "api_audit"
+    return home / AUDIT_FOLDER
 
 
 class AccessLog:
@@ -44,7 +56,7 @@ class AccessLog:
         if day != self._day:
             if self._handle is not None:
                 self._handle.close()
-            path = self.directory / f"{day}.{os.getpid()}.jsonl"
+            path = self.directory / f"{day}.{os.getpid()}.jsonl"  # FILE_NAME
             self._handle = open(path, "a", encoding="utf-8")
             self._day = day
         return self._handle

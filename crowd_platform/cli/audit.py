@@ -1,7 +1,8 @@
 """`crowd-platform audit trace ALERT_ID | verify | deletions | report --from --to`: the auditor's commands.
 
 Everything here reads the warehouse read-only, except `report`, which only writes an HTML file,
-and `verify --checkpoint`, which exports a witness checkpoint and records it in the audit log.
+and `verify --checkpoint`, which seals the closed API audit files into the audit log, exports a
+witness checkpoint and records it in the audit log.
 """
 
 from __future__ import annotations
@@ -39,17 +40,26 @@ def _trace(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from crowd_platform.governance.audit_chain import record_checkpoint, verify_chain, witness_warnings
+    from crowd_platform.governance.api_audit import seal_closed_files
+    from crowd_platform.governance.audit_chain import (record_checkpoint, verify_chain, witness_warnings,
+                                                       with_sealed_files)
     from crowd_platform.common.warehouse import connect
 
     settings = _settings()
+    purpose = args.purpose or settings.purpose
     with connect(settings.warehouse_path, read_only=not args.checkpoint) as connection:
-        result = verify_chain(connection, settings.witness)
+        # Seal first, so the checkpoint vouches for the seal records too.
+        sealed = seal_closed_files(connection, settings.home, purpose=purpose, actor=args.actor) if args.checkpoint else None
+        chain = verify_chain(connection, settings.witness)
+        result = with_sealed_files(chain, connection, settings.home)
         result = replace(result, warnings=result.warnings + witness_warnings(settings.witness, settings.home))
         print(result.summary())
-        if result.ok and args.checkpoint:
-            checkpoint = record_checkpoint(connection, settings.witness, result,
-                                           purpose=args.purpose or settings.purpose, actor=args.actor)
+        if sealed is not None and (sealed.sealed or sealed.unreadable):
+            print(f"API audit files sealed: {len(sealed.sealed)}"
+                  + "".join(f"; not readable, left unsealed: {name}" for name in sealed.unreadable))
+        if chain.ok and args.checkpoint:
+            # The witness vouches for the chain even when a sealed file fails: its seal is the evidence.
+            checkpoint = record_checkpoint(connection, settings.witness, chain, purpose=purpose, actor=args.actor)
             print(f"checkpoint written: {settings.witness / (checkpoint['date'] + '.json')}")
     return 0 if result.ok else 1
 
@@ -109,9 +119,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     trace.add_argument("--json", action="store_true", help="machine-readable output")
     trace.set_defaults(handler=_trace)
 
-    verify = commands.add_parser("verify", help="verify the hash chain and every witness checkpoint; exit 1 on failure "
-                                                       "(exit 0 with 'OK (unwitnessed tail)' for records after the newest checkpoint)")
-    verify.add_argument("--checkpoint", action="store_true", help="also export today's witness checkpoint (writes)")
+    verify = commands.add_parser("verify", help="verify the hash chain, every witness checkpoint and every sealed API audit "
+                                                       "file; exit 1 on failure (exit 0 with 'OK (unwitnessed tail)' for "
+                                                       "records after the newest checkpoint)")
+    verify.add_argument("--checkpoint", action="store_true",
+                        help="first seal the closed API audit files, then export today's witness checkpoint (writes)")
     verify.add_argument("--purpose", help="purpose recorded with the checkpoint (default: settings emergency.purpose)")
     verify.add_argument("--actor", help="who runs this (default: $CROWD_ACTOR or the OS user)")
     verify.set_defaults(handler=_verify)

@@ -1,4 +1,5 @@
-"""Governance assets: daily retention with certificates, and the daily audit checkpoint."""
+"""Governance assets: daily retention with certificates, and the daily audit checkpoint (which
+also seals the API audit files of past days into the chain)."""
 
 
 
@@ -6,7 +7,8 @@ from datetime import datetime
 
 import dagster as dg
 
-from crowd_platform.governance.audit_chain import record_checkpoint, verify_chain
+from crowd_platform.governance.api_audit import seal_closed_files
+from crowd_platform.governance.audit_chain import record_checkpoint, verify_chain, with_sealed_files
 from crowd_platform.common.resources import CrowdPlatform
 from crowd_platform.governance.retention import apply_retention, outcome_summary
 from crowd_platform.common.warehouse import WAREHOUSE_POOL, connect
@@ -76,25 +78,41 @@ def retention(context: dg.AssetExecutionContext, config: RetentionConfig, crowd:
     kinds={"duckdb", "python"},
     pool=WAREHOUSE_POOL,
     description=(
-        "Verifies the hash-chained audit log (and every earlier witness checkpoint) and exports today's "
-        "checkpoint (date, last seq, last record_hash, count) to witness/<date>.json and the append-only "
-        "witness/checkpoints.jsonl, to be published outside the platform."
+        "Seals every closed API audit file (api_audit/, days before today) into the hash chain, verifies "
+        "the hash-chained audit log (and every earlier witness checkpoint), exports today's checkpoint "
+        "(date, last seq, last record_hash, count) to witness/<date>.json and the append-only "
+        "witness/checkpoints.jsonl, to be published outside the platform, then re-hashes every sealed "
+        "API audit file."
     ),
 )
 def audit_log_checkpoint(context: dg.AssetExecutionContext, crowd: CrowdPlatform) -> dg.MaterializeResult:
     settings = crowd.settings
+    purpose = context.run.tags.get("crowd/purpose") or settings.purpose
+    actor = run_actor(context, "dagster:audit_log")
     with connect(settings.warehouse_path) as connection:
+        # Seal first, so today's checkpoint vouches for the seal records too.
+        sealed = seal_closed_files(connection, settings.home, purpose=purpose, actor=actor, run_id=context.run_id)
         result = verify_chain(connection, settings.witness)
         if not result.ok:
             raise dg.Failure(description=f"audit chain broken: {result.summary()}",
                              metadata={"first_bad_seq": result.first_bad_seq, "reason": result.reason})
-        checkpoint = record_checkpoint(connection, settings.witness, result,
-                                       purpose=context.run.tags.get("crowd/purpose") or settings.purpose,
-                                       actor=run_actor(context, "dagster:audit_log"), run_id=context.run_id)
+        checkpoint = record_checkpoint(connection, settings.witness, result, purpose=purpose, actor=actor,
+                                       run_id=context.run_id)
+        # A sealed file that no longer matches fails the asset, after the checkpoint: the witness
+        # keeps vouching for the chain, whose seal records are the evidence.
+        files = with_sealed_files(result, connection, settings.home)
+        if not files.ok:
+            raise dg.Failure(description=f"sealed API audit file(s) fail verification: {files.summary()}",
+                             metadata={"first_bad_seq": files.first_bad_seq, "reason": files.reason})
+    if sealed.unreadable:
+        context.log.warning(f"{len(sealed.unreadable)} closed API audit file(s) could not be read and stay unsealed: "
+                            + ", ".join(sealed.unreadable))
     return dg.MaterializeResult(metadata={
         "records": result.records,
         "last_seq": checkpoint["last_seq"],
         "last_record_hash": checkpoint["last_record_hash"],
         "witness_checkpoints_matched": result.witness_checked,
         "witness_file": dg.MetadataValue.path(str(settings.witness / f"{checkpoint['date']}.json")),
+        "api_audit_sealed": dg.MetadataValue.json(sealed.summary()),  # counts only
+        "api_audit_files_verified": files.sealed_files,
     })

@@ -16,13 +16,17 @@ Only retention may remove the head of the chain, and only what a witness saw and
 the audit retention: an ``audit.pruned`` record is trusted only if a witness checkpoint covers
 its through_seq with the same hash, and that checkpoint is older than the audit retention period
 (data_contracts/platform_datasets.yaml) at the prune record's own time.
+
+Given CROWD_HOME (``home``), verification also re-hashes the API audit files sealed into the
+chain (governance/api_audit.py): a sealed file changed, truncated or deleted without a retention
+deletion record fails at its seal record's seq, with one line naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,7 @@ class VerifyResult:
     first_seq: int | None = None
     witnessed_through: int | None = None   # highest seq a witness checkpoint vouches for
     warnings: tuple[str, ...] = ()
+    sealed_files: int = 0                  # sealed API audit files re-hashed (verify_chain with home)
 
     @property
     def status(self) -> str:
@@ -72,6 +77,8 @@ class VerifyResult:
             return f"FAILED at seq {self.first_bad_seq}: {self.reason}{warnings}"
         counts = (f"{self.records} records, last seq {self.last_seq}, "
                   f"{self.witness_checked} witness checkpoint(s) matched")
+        if self.sealed_files:
+            counts += f", {self.sealed_files} sealed API audit file(s) intact"
         if self.status == "ok":
             return f"OK: {counts}{warnings}"
         start = (self.witnessed_through or 0) + 1
@@ -244,8 +251,24 @@ def _check_witness(rows: list[tuple], hashes: dict[int, str], checkpoints: list[
     return checked, vouched, None
 
 
+def with_sealed_files(result: VerifyResult, connection: duckdb.DuckDBPyConnection, home: Path | None) -> VerifyResult:
+    """A verified chain's result, failed at the first sealed API audit file that no longer
+    matches its seal (governance/api_audit.py); unchanged without ``home`` or for a broken chain."""
+    from crowd_platform.governance.api_audit import verify_sealed_files
+
+    if home is None or not result.ok:
+        return result
+    checked, problems = verify_sealed_files(connection, Path(home))
+    if not problems:
+        return replace(result, sealed_files=checked)
+    seq, reason = problems[0]
+    if len(problems) > 1:
+        reason += f"; {len(problems) - 1} more sealed API audit file(s) fail"
+    return replace(result, ok=False, first_bad_seq=seq, reason=reason, sealed_files=checked)
+
+
 def verify_chain(connection: duckdb.DuckDBPyConnection, witness_dir: Location | None = None, *,
-                 retention_hours: float | None = None) -> VerifyResult:
+                 retention_hours: float | None = None, home: Path | None = None) -> VerifyResult:
     """Recompute the chain; report the first record where it breaks.
 
     Checks, per record in seq order: seq continues the previous one (no gap), prev_hash is
@@ -253,7 +276,8 @@ def verify_chain(connection: duckdb.DuckDBPyConnection, witness_dir: Location | 
     the content (no change). A missing head must be anchored by a trusted audit.pruned record
     (_check_prune; ``retention_hours`` defaults to the contracts' audit retention). Then every
     witness checkpoint must name a record that still exists with the same hash (no truncation,
-    no rewrite of history before the checkpoint).
+    no rewrite of history before the checkpoint). With ``home`` (CROWD_HOME), every sealed API
+    audit file must still match its seal (with_sealed_files).
     """
     rows = connection.execute(
         "SELECT seq, recorded_at, actor, purpose, action, object_kind, object_id, run_id, details, "
@@ -285,7 +309,8 @@ def verify_chain(connection: duckdb.DuckDBPyConnection, witness_dir: Location | 
     checked, vouched, failed = _check_witness(rows, hashes, checkpoints, prune)
     if failed is not None:
         return failed
-    return VerifyResult(True, None, None, len(rows), rows[-1][0], rows[-1][10], checked, first_seq, vouched)
+    result = VerifyResult(True, None, None, len(rows), rows[-1][0], rows[-1][10], checked, first_seq, vouched)
+    return with_sealed_files(result, connection, home)
 
 
 def witness_warnings(witness: Location, home: Path) -> tuple[str, ...]:

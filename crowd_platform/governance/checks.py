@@ -1,4 +1,4 @@
-"""Asset checks of governance: certificates all verified, audit chain intact."""
+"""Asset checks of governance: certificates all verified, audit chain (and sealed API audit files) intact."""
 
 
 
@@ -18,13 +18,15 @@ def certificates_verified(crowd: CrowdPlatform) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=failed == 0, metadata={"certificates": total, "not_verified": failed})
 
 
-@dg.asset_check(asset="audit_log", description="The hash chain verifies against every witness checkpoint.", blocking=True)
+@dg.asset_check(asset="audit_log", description="The hash chain verifies against every witness checkpoint, and every "
+                 "sealed API audit file still matches its seal.", blocking=True)
 def audit_chain_intact(crowd: CrowdPlatform) -> dg.AssetCheckResult:
     settings = crowd.settings
     with connect(settings.warehouse_path, read_only=True) as connection:
-        result = verify_chain(connection, settings.witness)
+        result = verify_chain(connection, settings.witness, home=settings.home)
     return dg.AssetCheckResult(
         passed=result.ok,
         metadata={"records": result.records, "first_bad_seq": result.first_bad_seq or 0,
-                  "reason": result.reason or "", "witness_checkpoints_matched": result.witness_checked},
+                  "reason": result.reason or "", "witness_checkpoints_matched": result.witness_checked,
+                  "api_audit_files_verified": result.sealed_files},
     )

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import time
 
 import duckdb
 import pytest
+
+from crowd_platform_tests.api.conftest import read_audit
 
 W0 = "2020-04-03T02:00:00Z"
 
@@ -123,6 +127,20 @@ def test_camara_polygon_cells_and_suppression(api_server):
             assert cell["dataType"] == "DENSITY_ESTIMATION"
             assert cell["minPplDensity"] <= cell["pplDensity"] <= cell["maxPplDensity"]
     assert any(cell["dataType"] == "LOW_DENSITY" for cell in cells.values())
+
+
+def test_camara_audit_record_names_the_body_without_a_pseudonym_shaped_hash(api_server):
+    """The kept API audit files are scanned at sunset for 64-hex tokens (the shape of a subscriber
+    key): the body is identified by 16 hex digits of its SHA-256, never the full digest."""
+    area = {"areaType": "CIRCLE", "center": {"latitude": -6.105, "longitude": 106.705}, "radius": 250}
+    assert _camara(api_server, area).status_code == 200
+    deadline = time.monotonic() + 5
+    while not (records := [r for r in read_audit(api_server.home) if "body_sha256_16" in r["params"]]):
+        assert time.monotonic() < deadline, "the CAMARA request was not audited"
+        time.sleep(0.2)
+    assert all(re.fullmatch(r"[0-9a-f]{16}", r["params"]["body_sha256_16"]) for r in records)
+    text = "".join(path.read_text() for path in (api_server.home / "api_audit").glob("*.jsonl"))
+    assert re.search(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])", text) is None
 
 
 def test_camara_circle_and_outside(api_server):

@@ -14,7 +14,7 @@ import contextlib
 import io
 import os
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb

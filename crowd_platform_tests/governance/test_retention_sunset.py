@@ -4,6 +4,7 @@ aggregates kept only with --keep-aggregates, and a scan proves no subscriber key
 from __future__ import annotations
 
 import hashlib
+import os
 
 from crowd_platform.cli import main
 from crowd_platform.governance.audit_chain import verify_chain
@@ -23,6 +24,15 @@ def test_sunset_keep_aggregates(tmp_path, monkeypatch, capsys):
     ingest_like(settings, "drop-1", OLD_WINDOW, keys[:20])
     ingest_like(settings, "drop-2", NEW_WINDOW, keys[20:35])
     ingest_like(settings, "drop-3", NEW_WINDOW, keys[35:], status="quarantined")
+    # The API's access records are kept at sunset (contract): they name requests, never a subscriber,
+    # and the body of a CAMARA request only by 16 hex digits, so the scan for key-shaped values passes.
+    from crowd_platform.api.access_log import AccessLog
+
+    access = AccessLog(settings.home)
+    access.record({"at": "2020-04-03T02:00:00.000000Z", "who": "city-ops", "method": "POST",
+                   "route": "/camara/population-density/v0.3/retrieve", "dataset": "district_density_published",
+                   "params": {"body_sha256_16": hashlib.sha256(b"{}").hexdigest()[:16]}, "status": 200})
+    access.close()
     (settings.staging / "drop-9").mkdir()
     (settings.staging / "drop-9" / "events.parquet").write_bytes(b"leftover " + keys[0].encode())
     with connect(settings.warehouse_path) as con:
@@ -56,3 +66,4 @@ def test_sunset_keep_aggregates(tmp_path, monkeypatch, capsys):
     assert actors == {"dpo@kominfo.example"} and policies == {"0h"}
     assert last_action == "sunset.verified"
     assert not [p for p in settings.home.rglob("*.parquet")]
+    assert [p.name for p in (settings.home / "api_audit").glob("*.jsonl")] == [f"2020-04-03.{os.getpid()}.jsonl"]

@@ -25,6 +25,7 @@ from crowd_platform.common.erasure import (certificate_row, combined_digest, fsy
                                            new_certificate_id, parquet_rows, remove_path)
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import connect, insert_rows, transaction
+from crowd_platform.governance.api_audit import seal_closed_files
 from crowd_platform.governance.audit_chain import (
     PRUNE_ACTION,
     checkpoint_time,
@@ -129,7 +130,14 @@ def apply_retention(
 
     with connect(settings.warehouse_path) as connection:
         connection.execute("SET TimeZone = 'UTC'")
-        planned = plan_deletions(connection, settings, policy, as_of, sunset, keep_aggregates)
+        if not dry_run:
+            # Never delete an unsealed API audit file: seal the closed ones first (own transaction).
+            sealed = seal_closed_files(connection, settings.home, purpose=purpose, actor=actor, run_id=run_id,
+                                       now=min(as_of, datetime.now(timezone.utc)))
+            if sealed.sealed:
+                outcome.notes.append(f"api_audit: {len(sealed.sealed)} closed file(s) sealed before planning")
+        planned = plan_deletions(connection, settings, policy, as_of, sunset, keep_aggregates, dry_run=dry_run,
+                                 notes=outcome.notes)
         outcome.deletions = planned
         say(f"{mode} as of {as_of:%Y-%m-%dT%H:%M:%SZ}: {len(planned)} object(s) to delete")
         _measure(connection, planned)
@@ -257,9 +265,10 @@ def _prune_audit_log(connection: duckdb.DuckDBPyConnection, settings: Settings, 
     last = min(int(last), witnessed)
     if last < connection.execute("SELECT min(seq) FROM audit_log").fetchone()[0]:
         return None
-    result = verify_chain(connection, settings.witness, retention_hours=rule_entry.rule.hours)
+    result = verify_chain(connection, settings.witness, retention_hours=rule_entry.rule.hours, home=settings.home)
     if not result.ok:
-        # Never erase evidence of tampering by pruning it away.
+        # Never erase evidence of tampering by pruning it away (a sealed API audit file that no
+        # longer matches its seal included: pruning would remove the seal).
         outcome.notes.append(f"audit_log not pruned: chain fails at seq {result.first_bad_seq}")
         return None
     through_hash, through_at, count = connection.execute(

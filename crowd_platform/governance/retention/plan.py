@@ -2,7 +2,8 @@
 exactly what a real run would do and every object's content is hashed while it still exists.
 
 Drop data ages from the drop's window_end (the moment the events describe), files no drops
-row points to from their mtime, warehouse rows from the contract's ``retention_column``.
+row points to from their mtime, warehouse rows from the contract's ``retention_column``, API
+audit files from the end of their UTC day (and only once sealed: governance/api_audit.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import duckdb
 from crowd_platform.common import storage
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.timeutil import parse_utc_or_none
+from crowd_platform.governance import api_audit
 from crowd_platform.governance.retention.policy import DROP_ELEMENT, RetentionPolicy, Rule
 
 
@@ -24,7 +26,7 @@ from crowd_platform.governance.retention.policy import DROP_ELEMENT, RetentionPo
 class Deletion:
     """One object to delete, and after deletion its certificate fields."""
 
-    object_kind: str                 # raw_drop | lake_partition | quarantine | staging | warehouse_rows | outbox
+    object_kind: str                 # raw_drop | lake_partition | quarantine | staging | warehouse_rows | outbox | api_audit
     object_id: str
     rule: Rule
     window_start: datetime | None = None
@@ -226,11 +228,55 @@ def plan_outbox(settings: Settings, policy: RetentionPolicy, sunset: bool, keep_
             for p in sorted(settings.outbox.rglob("*")) if p.is_file()]
 
 
+def plan_api_audit(connection: duckdb.DuckDBPyConnection, settings: Settings, policy: RetentionPolicy,
+                   as_of: datetime, sunset: bool, dry_run: bool, notes: list[str]) -> list[Deletion]:
+    """API audit files whose UTC day ended a retention period before ``as_of``, if sealed and
+    still matching their seal. Never an unsealed file (a real run seals closed files first; a dry
+    run counts a closed one as the real run would), never one that differs from its seal (the
+    evidence stays; verification reports it). A sealed file already gone with no deletion record
+    (a crash between unlink and commit) is certified again. Kept at sunset when the contract says so."""
+    if sunset and policy.keeps_at_sunset(api_audit.ELEMENT):
+        return []
+    rule = policy.rule(api_audit.ELEMENT)
+    files, _ = api_audit.audit_files(settings.home)
+    seals = api_audit.seals(connection)
+    present = {entry.object_id for entry in files}
+    gone = [entry for object_id, seal in seals.items() if seal.active and object_id not in present
+            and (entry := api_audit.audit_file(settings.home, object_id)) is not None]
+    now = min(as_of, datetime.now(timezone.utc))
+    planned, unsealed, differs = [], 0, 0
+    for entry in sorted([*files, *gone], key=lambda f: (f.day, f.object_id)):
+        if not (sunset or entry.day_end + timedelta(hours=rule.hours) <= as_of):
+            continue
+        seal = seals.get(entry.object_id)
+        if seal is None or not seal.active:
+            if not (dry_run and entry.closed(now)):
+                unsealed += 1
+                continue
+            lines = None
+        elif entry.path.exists() and api_audit.check_sealed(entry, seal) is not None:
+            differs += 1
+            continue
+        else:
+            lines = seal.details.get("lines")
+        planned.append(Deletion(api_audit.OBJECT_KIND, entry.object_id, Rule(policy.platform.contract_id, "sunset", 0)
+                                if sunset else rule, entry.day_end - timedelta(days=1),
+                                partition_key=entry.day.isoformat(), paths=[entry.path], rows=lines))
+    if unsealed:
+        notes.append(f"api_audit: {unsealed} expired file(s) not deleted: not sealed")
+    if differs:
+        notes.append(f"api_audit: {differs} expired file(s) not deleted: they differ from their seal (evidence kept)")
+    return planned
+
+
 def plan_deletions(connection: duckdb.DuckDBPyConnection, settings: Settings, policy: RetentionPolicy,
-                   as_of: datetime, sunset: bool, keep_aggregates: bool) -> list[Deletion]:
-    """Everything one run deletes: drops, orphaned files, warehouse rows, and at sunset the outbox."""
+                   as_of: datetime, sunset: bool, keep_aggregates: bool, *, dry_run: bool = False,
+                   notes: list[str] | None = None) -> list[Deletion]:
+    """Everything one run deletes: drops, orphaned files, warehouse rows, sealed API audit files,
+    and at sunset the outbox. Why something expired is kept goes to ``notes``."""
     planned = plan_drops(connection, settings, policy, as_of, sunset)
     planned += plan_orphans(connection, settings, policy, as_of, sunset)
     planned += plan_tables(connection, settings, policy, as_of, sunset, keep_aggregates)
+    planned += plan_api_audit(connection, settings, policy, as_of, sunset, dry_run, notes if notes is not None else [])
     planned += plan_outbox(settings, policy, sunset, keep_aggregates)
     return planned

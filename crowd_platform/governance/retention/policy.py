@@ -60,6 +60,13 @@ class RetentionPolicy:
     def rule(self, element: str) -> Rule:
         return Rule(self.platform.contract_id, element, self.platform.retention_hours(element))
 
+    def keeps_at_sunset(self, element: str) -> bool:
+        """The schema object says ``sunset: keep`` (proof kept when the emergency ends)."""
+        for obj in self.platform.raw.get("schema") or []:
+            if obj.get("name") == element:
+                return custom_properties(obj.get("customProperties")).get("sunset") == "keep"
+        return False
+
     def drop_rule(self, operator: str | None) -> Rule:
         """The operator's own contract wins for its drops; the platform's value is the default."""
         contract = self.operators.get(operator or "")
