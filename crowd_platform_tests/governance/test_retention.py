@@ -44,6 +44,50 @@ def test_policy_comes_from_contracts(settings):
     assert tables["deletion_certificates"].keep_at_sunset
 
 
+def test_each_feed_keeps_its_drops_for_its_own_contract_period(tmp_path):
+    """Two event feeds of one operator may keep their drops for different periods (the FlowKit
+    onboarding's calls and SMS feeds; SMS set to 6 h here), and a cell list is reference data
+    kept for the cells contract's year: the drop's own feed contract decides, not the operator."""
+    import shutil
+
+    from crowd_platform.common.settings import Settings
+
+    contracts = tmp_path / "contracts"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "deployments" / "nepal_flowkit" / "data_contracts", contracts)
+    sms = contracts / "flowkit_sms.yaml"
+    text = sms.read_text()
+    assert "- property: retention\n  value: 24\n  unit: h" in text
+    sms.write_text(text.replace("- property: retention\n  value: 24\n  unit: h", "- property: retention\n  value: 6\n  unit: h"))
+    base = get_settings(tmp_path / "home")
+    policy = load_policy(Settings(base.home, base.config, base.config_path, contracts, base.storage_url,
+                                  base.alert_rules_override, base.witness_override))
+    assert (policy.drop_rule("flowkit", "sms").contract_id, policy.drop_rule("flowkit", "sms").hours) == ("flowkit-sms", 6)
+    assert (policy.drop_rule("flowkit", "calls").contract_id, policy.drop_rule("flowkit", "calls").hours) == ("flowkit-calls", 24)
+    assert (policy.drop_rule("flowkit", "cells").element, policy.drop_rule("flowkit", "cells").hours) == ("cells", 365 * 24)
+
+
+def test_a_cell_list_is_deleted_after_its_own_year_not_with_the_events(settings):
+    """Cell-list drops were never deleted (only event drops expired); now their raw copy goes after
+    the cells contract's 1 y, with a certificate, and not a day earlier."""
+    from crowd_platform.governance.retention.plan import plan_drops
+
+    raw = settings.raw / "cells-1.csv"
+    raw.write_text("cell_id,lon,lat\n510-10-1-1,106.8,-6.2\n")
+    with connect(settings.warehouse_path) as con:
+        con.execute("INSERT INTO drops (drop_id, operator, feed, sha256, window_start, window_end, status, raw_path) "
+                    "VALUES ('cells-1', 'telkomsel', 'cells', 'x', ?, ?, 'accepted', ?)",
+                    [OLD_WINDOW, OLD_WINDOW + timedelta(minutes=15), str(raw.relative_to(settings.home))])
+        policy = load_policy(settings)
+        rule = policy.drop_rule("telkomsel", "cells")
+        assert (rule.contract_id, rule.element, rule.hours) == ("operator-cells", "cells", 365 * 24)
+        window_end = OLD_WINDOW + timedelta(minutes=15)
+        a_month_on = plan_drops(con, settings, policy, window_end + timedelta(days=30), sunset=False)
+        after_a_year = plan_drops(con, settings, policy, window_end + timedelta(hours=rule.hours), sunset=False)
+    assert [d.object_id for d in a_month_on if d.object_kind == "raw_drop"] == []
+    assert [(d.object_kind, d.object_id, d.rule.policy) for d in after_a_year] == [
+        ("raw_drop", "cells-1", "operator-cells#retention:cells")]
+
+
 # Warehouse tables without a retention period, and why: none holds a per-subscriber or
 # per-window count (drops/check_results are the lineage of what arrived, marked deleted).
 NO_RETENTION = {

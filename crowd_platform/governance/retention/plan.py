@@ -110,19 +110,18 @@ def plan_drops(connection: duckdb.DuckDBPyConnection, settings: Settings, policy
     for drop_id, operator, feed, status, window_start, window_end, raw_path, lake_path, quarantine_path in rows:
         window_end = _utc(window_end) or _utc(window_start) or as_of
         window_start = _utc(window_start)
-        drop_rule = policy.drop_rule(operator)
+        # The drop's own feed contract dates it: events 24 h, a cell list (reference data) 1 y.
+        drop_rule = policy.drop_rule(operator, feed or "events")
 
         def expired(rule: Rule) -> bool:
             return sunset or window_end + timedelta(hours=rule.hours) <= as_of
 
-        # Cell lists are not personal data: only events drops (and any quarantined drop) expire.
-        personal = feed != "cells" or sunset
         raw = resolve(settings, raw_path)
-        if raw is not None and personal and expired(drop_rule):
+        if raw is not None and expired(drop_rule):
             planned.append(Deletion("raw_drop", drop_id, sunset_rule if sunset else drop_rule, window_start,
                                     paths=_raw_paths(settings, raw), drop_id=drop_id))
         lake = resolve(settings, lake_path)
-        if lake is not None and personal and expired(drop_rule):
+        if lake is not None and expired(drop_rule):
             planned.append(Deletion("lake_partition", drop_id, sunset_rule if sunset else drop_rule, window_start,
                                     partition_key=_lake_partition_key(settings, lake), paths=[lake], drop_id=drop_id))
         quarantined = resolve(settings, quarantine_path)

@@ -1,15 +1,23 @@
 """Retention periods come from the data contracts only, so the contract a reviewer reads is the
 policy that runs: ``data_contracts/platform_datasets.yaml`` dates every dataset (slaProperties)
-and, per warehouse table, names the column that dates a row; for an operator's drops the
-operator's own contract (``events.subscriber_key``) wins.
+and, per warehouse table, names the column that dates a row; for a drop, the contract of its own
+feed wins (``events.subscriber_key`` for an event feed; the feed's element, e.g. ``cells``, for
+a cell list), then the operator's, then the platform's value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from crowd_platform.common.contracts import Contract, custom_properties, operator_event_contracts, platform_contract
+from crowd_platform.common.contracts import (
+    Contract,
+    contract_for,
+    custom_properties,
+    load_contracts,
+    operator_event_contracts,
+    platform_contract,
+)
 from crowd_platform.common.erasure import FILE_METHOD  # noqa: F401 - the one file-deletion method name
 from crowd_platform.common.settings import Settings
 
@@ -56,6 +64,7 @@ class RetentionPolicy:
     platform: Contract
     operators: dict[str, Contract]
     tables: tuple[TableRule, ...]
+    feeds: dict[tuple[str, str], Contract] = field(default_factory=dict)   # (operator, feed) -> its contract
 
     def rule(self, element: str) -> Rule:
         return Rule(self.platform.contract_id, element, self.platform.retention_hours(element))
@@ -67,8 +76,15 @@ class RetentionPolicy:
                 return custom_properties(obj.get("customProperties")).get("sunset") == "keep"
         return False
 
-    def drop_rule(self, operator: str | None) -> Rule:
-        """The operator's own contract wins for its drops; the platform's value is the default."""
+    def drop_rule(self, operator: str | None, feed: str = "events") -> Rule:
+        """The drop's own feed contract wins (two feeds of one operator may keep their drops for
+        different periods; a cell list is reference data kept for its own period), then the
+        operator's contract, then the platform's value."""
+        own = self.feeds.get((operator or "", feed))
+        if own is not None:
+            for element in (DROP_ELEMENT, own.feed, own.kind):
+                if element in own.retention:
+                    return Rule(own.contract_id, element, own.retention[element])
         contract = self.operators.get(operator or "")
         if contract is not None and DROP_ELEMENT in contract.retention:
             return Rule(contract.contract_id, DROP_ELEMENT, contract.retention[DROP_ELEMENT])
@@ -89,4 +105,8 @@ def load_policy(settings: Settings) -> RetentionPolicy:
             published=bool(custom.get("published", False)),
             keep_at_sunset=custom.get("sunset") == "keep",
         ))
-    return RetentionPolicy(platform, operator_event_contracts(settings.contracts_dir), tuple(tables))
+    operators = operator_event_contracts(settings.contracts_dir)
+    feeds = {contract.feed for contract in load_contracts(settings.contracts_dir) if contract.feed}
+    by_feed = {(operator, feed): contract for operator in operators for feed in sorted(feeds)
+               if (contract := contract_for(settings.contracts_dir, operator, feed)) is not None}
+    return RetentionPolicy(platform, operators, tuple(tables), by_feed)
