@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import re
 import sqlite3
 import zlib
@@ -40,8 +39,15 @@ def fingerprint(needle: str | bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:8]
 
 
-def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+def iter_files(paths: Iterable) -> Iterator:
+    """Every file under each root: a local path, or an object-storage location (a UPath: every
+    object under its prefix, so a scan proves a bucket clean as well as a disk)."""
+    from crowd_platform.common import storage
+
     for root in paths:
+        if hasattr(root, "fs") and not isinstance(root, Path):
+            yield from storage.files_under(root)
+            continue
         root = Path(root)
         if root.is_file():
             yield root
@@ -147,8 +153,8 @@ def _scan_sqlite(path: Path, needles: _Needles) -> Iterator[tuple[str, int, int 
         connection.close()
 
 
-def scan_for_subscriber_values(paths: Iterable[str | os.PathLike[str]], needles: Iterable[str | bytes]) -> list[Hit]:
-    """Every occurrence of any needle in the files under ``paths``.
+def scan_for_subscriber_values(paths: Iterable, needles: Iterable[str | bytes]) -> list[Hit]:
+    """Every occurrence of any needle in the files under ``paths`` (local or object storage).
 
     Each file is searched as raw bytes (covers plain logs, JSON, Parquet/DuckDB pages, a
     SQLite file's pages and its -wal), then, by content rather than extension, inflated if
@@ -172,13 +178,13 @@ def scan_for_subscriber_values(paths: Iterable[str | os.PathLike[str]], needles:
             if inflated:
                 for needle_index, offset in matcher.find(inflated):
                     hits.append(Hit(str(path), "gzip", needle_index, fingerprint(encoded[needle_index]), offset))
-        if data.startswith(SQLITE_MAGIC):
+        if data.startswith(SQLITE_MAGIC) and isinstance(path, Path):  # Dagster's storage is local
             for where, needle_index, offset in _scan_sqlite(path, matcher):
                 hits.append(Hit(str(path), where, needle_index, fingerprint(encoded[needle_index]), offset))
     return hits
 
 
-def scan_for_hex_keys(paths: Iterable[str | os.PathLike[str]], allowed: set[str] | None = None) -> dict[str, int]:
+def scan_for_hex_keys(paths: Iterable, allowed: set[str] | None = None) -> dict[str, int]:
     """Count 64-hex tokens (the shape of a subscriber key) per file, ignoring ``allowed`` ones.
 
     ``allowed`` holds the platform's own legitimate 64-hex values (file sha256s, audit hashes),

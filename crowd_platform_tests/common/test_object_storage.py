@@ -324,3 +324,27 @@ def test_pipeline_on_the_bucket_costs_about_what_local_disk_costs(runs):
     on_s3, on_disk = runs["s3"]["seconds"], runs["local"]["seconds"]
     print(f"simulate + pipeline: bucket {on_s3:.1f} s, local disk {on_disk:.1f} s")
     assert on_s3 < 120 and on_s3 < 2 * on_disk + 10, (on_s3, on_disk)
+
+
+def test_sunset_proves_the_bucket_clean_too(runs):
+    """Sunset's final scan walks the bucket prefix as well as CROWD_HOME: a value with a
+    subscriber key's shape left in an object is reported with the object's address (never the
+    value), and once it is gone the same proof passes. Last in the module: it purges the run."""
+    from crowd_platform.governance.retention.purge import sunset
+
+    settings = runs["s3"]["settings"]
+    fs = _s3fs()
+    stray = f"{BUCKET}/crowd/geo/stray-export.csv"
+    fs.pipe_file(stray, ("subscriber_key\n" + hashlib.sha256(b"left behind").hexdigest() + "\n").encode())
+    previous = _set_env({"CROWD_STORAGE_URL": f"s3://{BUCKET}/crowd"})
+    try:
+        dirty = sunset(settings, actor="pytest")
+        assert not dirty.clean
+        assert dirty.hex_hits == {f"s3://{stray}": 1}, dirty.hex_hits
+        assert "left behind" not in "\n".join(dirty.lines()) and hashlib.sha256(b"left behind").hexdigest() not in "\n".join(dirty.lines())
+        fs.rm_file(stray)
+        clean = sunset(settings, actor="pytest")
+    finally:
+        _set_env(previous)
+    assert clean.clean, clean.lines()
+    assert _bucket_keys("raw") == [] and _bucket_keys("lake/events") == []

@@ -66,26 +66,36 @@ def test_each_feed_keeps_its_drops_for_its_own_contract_period(tmp_path):
     assert (policy.drop_rule("flowkit", "cells").element, policy.drop_rule("flowkit", "cells").hours) == ("cells", 365 * 24)
 
 
-def test_a_cell_list_is_deleted_after_its_own_year_not_with_the_events(settings):
-    """Cell-list drops were never deleted (only event drops expired); now their raw copy goes after
-    the cells contract's 1 y, with a certificate, and not a day earlier."""
+def test_a_cell_list_raw_copy_goes_after_its_own_year_and_the_registry_source_stays(settings):
+    """Cell-list raw copies were never deleted; now they go after the cells contract's 1 y (not a
+    day earlier), with a certificate. The canonical lake file stays, and the drop stays
+    'accepted': bts_registry is rebuilt from every accepted list. At sunset both go."""
     from crowd_platform.governance.retention.plan import plan_drops
 
     raw = settings.raw / "cells-1.csv"
     raw.write_text("cell_id,lon,lat\n510-10-1-1,106.8,-6.2\n")
+    lake = settings.home / "lake" / "cells" / "cells-1.parquet"
+    lake.parent.mkdir(parents=True)
+    lake.write_bytes(b"PAR1")
+    window_end = OLD_WINDOW + timedelta(minutes=15)
     with connect(settings.warehouse_path) as con:
-        con.execute("INSERT INTO drops (drop_id, operator, feed, sha256, window_start, window_end, status, raw_path) "
-                    "VALUES ('cells-1', 'telkomsel', 'cells', 'x', ?, ?, 'accepted', ?)",
-                    [OLD_WINDOW, OLD_WINDOW + timedelta(minutes=15), str(raw.relative_to(settings.home))])
+        con.execute("INSERT INTO drops (drop_id, operator, feed, sha256, window_start, window_end, status, raw_path, lake_path) "
+                    "VALUES ('cells-1', 'telkomsel', 'cells', 'x', ?, ?, 'accepted', ?, ?)",
+                    [OLD_WINDOW, window_end, str(raw.relative_to(settings.home)), str(lake.relative_to(settings.home))])
         policy = load_policy(settings)
         rule = policy.drop_rule("telkomsel", "cells")
         assert (rule.contract_id, rule.element, rule.hours) == ("operator-cells", "cells", 365 * 24)
-        window_end = OLD_WINDOW + timedelta(minutes=15)
         a_month_on = plan_drops(con, settings, policy, window_end + timedelta(days=30), sunset=False)
-        after_a_year = plan_drops(con, settings, policy, window_end + timedelta(hours=rule.hours), sunset=False)
-    assert [d.object_id for d in a_month_on if d.object_kind == "raw_drop"] == []
-    assert [(d.object_kind, d.object_id, d.rule.policy) for d in after_a_year] == [
+        at_sunset = plan_drops(con, settings, policy, window_end + timedelta(days=30), sunset=True)
+    assert a_month_on == []
+    assert {d.object_kind for d in at_sunset} == {"raw_drop", "lake_partition"}
+    outcome = apply_retention(settings, as_of=window_end + timedelta(hours=rule.hours), actor="pytest")
+    assert not outcome.failed
+    assert [(d.object_kind, d.object_id, d.rule.policy) for d in outcome.deletions] == [
         ("raw_drop", "cells-1", "operator-cells#retention:cells")]
+    assert not raw.exists() and lake.exists()
+    with connect(settings.warehouse_path, read_only=True) as con:
+        assert con.execute("SELECT status FROM drops WHERE drop_id = 'cells-1'").fetchone()[0] == "accepted"
 
 
 # Warehouse tables without a retention period, and why: none holds a per-subscriber or

@@ -54,7 +54,9 @@ def _sample_keys(path: Path) -> list[str]:
         return []
     try:
         parquet = pq.ParquetFile(path if storage.is_local(path) else storage.open_binary(path))
-        if parquet.metadata.num_row_groups == 0:
+        # A cell list's lake file has no subscriber column: nothing personal to sample (it
+        # crashed sunset, which deletes cell lists too, with an IndexError).
+        if parquet.metadata.num_row_groups == 0 or "subscriber_key" not in parquet.schema_arrow.names:
             return []
         column = parquet.read_row_group(0, columns=["subscriber_key"]).column(0)
         keys: list[str] = []
@@ -220,15 +222,15 @@ def _certify(connection: duckdb.DuckDBPyConnection, planned: list[Deletion], mod
 
 
 def _drops_fully_deleted(connection: duckdb.DuckDBPyConnection, settings: Settings, planned: list[Deletion]) -> list[str]:
-    """Drops none of whose personal files remain: their row becomes status 'deleted'."""
+    """Drops none of whose files remain: their row becomes status 'deleted'. A cell list whose raw
+    copy expired keeps its lake file (the registry's source), so it stays 'accepted'."""
     touched = sorted({d.drop_id for d in planned if d.drop_id})
     done = []
     for drop_id in touched:
-        raw_path, lake_path, quarantine_path, feed = connection.execute(
-            "SELECT raw_path, lake_path, quarantine_path, feed FROM drops WHERE drop_id = ?", [drop_id]
+        raw_path, lake_path, quarantine_path = connection.execute(
+            "SELECT raw_path, lake_path, quarantine_path FROM drops WHERE drop_id = ?", [drop_id]
         ).fetchone()
-        remaining = [p for p in (resolve(settings, raw_path) if feed != "cells" else None,
-                                 resolve(settings, lake_path) if feed != "cells" else None,
+        remaining = [p for p in (resolve(settings, raw_path), resolve(settings, lake_path),
                                  resolve(settings, quarantine_path), settings.staging / drop_id)
                      if p is not None and p.exists()]
         if not remaining:

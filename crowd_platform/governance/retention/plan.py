@@ -112,6 +112,9 @@ def plan_drops(connection: duckdb.DuckDBPyConnection, settings: Settings, policy
         window_start = _utc(window_start)
         # The drop's own feed contract dates it: events 24 h, a cell list (reference data) 1 y.
         drop_rule = policy.drop_rule(operator, feed or "events")
+        # A cell list's canonical lake file is what bts_registry is rebuilt from (every accepted
+        # list, oldest first): only its raw copy expires; the list itself goes at sunset.
+        registry_source = feed == "cells" and not sunset
 
         def expired(rule: Rule) -> bool:
             return sunset or window_end + timedelta(hours=rule.hours) <= as_of
@@ -121,7 +124,7 @@ def plan_drops(connection: duckdb.DuckDBPyConnection, settings: Settings, policy
             planned.append(Deletion("raw_drop", drop_id, sunset_rule if sunset else drop_rule, window_start,
                                     paths=_raw_paths(settings, raw), drop_id=drop_id))
         lake = resolve(settings, lake_path)
-        if lake is not None and expired(drop_rule):
+        if lake is not None and not registry_source and expired(drop_rule):
             planned.append(Deletion("lake_partition", drop_id, sunset_rule if sunset else drop_rule, window_start,
                                     partition_key=_lake_partition_key(settings, lake), paths=[lake], drop_id=drop_id))
         quarantined = resolve(settings, quarantine_path)

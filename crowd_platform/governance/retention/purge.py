@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from crowd_platform.common import audit
+from crowd_platform.common import audit, storage
 from crowd_platform.common.settings import Settings
 from crowd_platform.common.warehouse import connect
 from crowd_platform.governance.retention.delete import apply_retention
@@ -111,11 +111,18 @@ def sunset(settings: Settings, *, keep_aggregates: bool = False, actor: str | No
     say(f"sampled {len(needles)} subscriber keys to search for after the purge (kept in memory only)")
     outcome = apply_retention(settings, dry_run=False, sunset=True, keep_aggregates=keep_aggregates,
                               actor=actor, purpose=purpose, run_id=run_id, progress=progress)
-    say("scanning every remaining file under CROWD_HOME")
-    needle_hits = scan_for_subscriber_values([settings.home], needles) if needles else []
+    # On object storage, landing, raw, quarantine, lake and outbox are objects under the storage
+    # root: the proof covers the bucket prefix as well as the local disk.
+    bucket = []
+    if settings.is_remote:
+        witness = str(settings.witness).rstrip("/") + "/"  # chain hashes have a key's shape; never personal
+        bucket = [obj for obj in storage.files_under(settings.root) if not str(obj).startswith(witness)]
+    say("scanning every remaining file under CROWD_HOME" + (f" and {len(bucket)} object(s) under {settings.root}" if bucket else ""))
+    needle_hits = scan_for_subscriber_values([settings.home, *bucket], needles) if needles else []
     allowed, table_hits = _warehouse_hex_scan(settings)
     # Witness files and Dagster's own storage hold chain hashes / data versions of the same shape.
     roots = [p for p in settings.home.iterdir() if p.name not in {settings.witness.name, settings.dagster_home.name}]
+    roots += bucket
     hex_hits = scan_for_hex_keys(roots, allowed)
     places = sorted({f"{hit.path} ({hit.where})" for hit in needle_hits})  # where, never which key
     report = SunsetReport(outcome, len(needles), len(needle_hits), hex_hits, table_hits, places)
