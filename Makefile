@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_density.py --events 20000000
 	$(BIN)/python bench/bench_geography.py
 	$(BIN)/python bench/bench_latency.py
+	$(BIN)/python bench/bench_national_window.py  # ~13 min, ~30 GB free disk
 
 clean:
 	rm -rf $(VENV) .crowd

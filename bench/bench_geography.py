@@ -34,15 +34,46 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def synthetic_registry(reference, contracts_dir: Path, cells: int, seed: int, site_decimals: int = 4):
+    """A synthetic national registry of ``cells`` cells (also bench/bench_national_window.py).
+
+    Real cell positions (``reference``: the OpenCelliD registry, columns lon and lat) sampled with
+    replacement and jittered by ~3 km, which keeps the urban/rural density of the real network;
+    operators drawn by the market shares of their data contracts. Columns: operator, cell_id
+    (510-<the operator's first contract MNC>-<lac>-<ci>, unique), lon, lat, radio, site_id.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from crowd_platform.common.contracts import operator_contracts
+    from crowd_platform.geography import registry as cell_registry
+
+    rng = np.random.default_rng(seed)
+    base = reference.sample(n=cells, replace=True, random_state=seed)
+    contracts = operator_contracts(contracts_dir)
+    shares = {op: c.market_share or 0.0 for op, c in contracts.items()}
+    operators = list(shares)
+    probabilities = np.array([shares[op] for op in operators]) / sum(shares.values())
+    operator = rng.choice(operators, size=cells, p=probabilities)
+    mnc = {op: (contracts[op].mnc or ("00",))[0] for op in operators}
+    frame = pd.DataFrame({
+        "operator": operator,
+        "cell_id": [f"510-{mnc[op]}-{index // 65536}-{index}" for index, op in enumerate(operator)],
+        # ~3 km jitter around real cells keeps the urban/rural density of the real network.
+        "lon": base["lon"].to_numpy() + rng.normal(0, 0.027, cells),
+        "lat": base["lat"].to_numpy() + rng.normal(0, 0.027, cells),
+        "radio": "LTE",
+    })
+    frame["site_id"] = cell_registry.site_ids(frame["operator"].tolist(), frame["lon"].to_numpy(),
+                                              frame["lat"].to_numpy(), site_decimals)
+    return frame
+
+
 def run_case(kind: str, cells: int, seed: int) -> dict:
     """One case in this process; returns timings (s) and peak RSS (MB)."""
     os.environ["CROWD_CONFIG"] = str(NATIONAL_CONFIG)
     sys.path.insert(0, str(ROOT))
-    import numpy as np
-    import pandas as pd
-
     from crowd_platform.geography import boundaries, coverage as coverage_model, registry as cell_registry
-    from crowd_platform.common.contracts import operator_contracts
     from crowd_platform.common.settings import get_settings
 
     settings = get_settings(Path(os.environ.get("TMPDIR", "/tmp")) / "crowd_bench_home")  # nothing is written there
@@ -63,23 +94,8 @@ def run_case(kind: str, cells: int, seed: int) -> dict:
     if kind == "reference" and cells:
         registry = registry.head(cells)
     if kind == "synthetic":
-        def synthesize() -> pd.DataFrame:
-            rng = np.random.default_rng(seed)
-            base = registry.sample(n=cells, replace=True, random_state=seed)
-            shares = {op: c.market_share or 0.0 for op, c in operator_contracts(settings.contracts_dir).items()}
-            operators = list(shares)
-            probabilities = np.array([shares[op] for op in operators]) / sum(shares.values())
-            frame = pd.DataFrame({
-                "operator": rng.choice(operators, size=cells, p=probabilities),
-                "cell_id": [f"510-00-{index // 65536}-{index}" for index in range(cells)],
-                # ~3 km jitter around real cells keeps the urban/rural density of the real network.
-                "lon": base["lon"].to_numpy() + rng.normal(0, 0.027, cells),
-                "lat": base["lat"].to_numpy() + rng.normal(0, 0.027, cells),
-            })
-            frame["site_id"] = cell_registry.site_ids(frame["operator"].tolist(), frame["lon"].to_numpy(),
-                                            frame["lat"].to_numpy(), config.site_decimals)
-            return frame
-        registry = timed("synthesize", synthesize)
+        registry = timed("synthesize", lambda: synthetic_registry(registry, settings.contracts_dir, cells, seed,
+                                                                  config.site_decimals))
     finest = districts[districts["level_rank"] == 0]
     outside = timed("outside_area_check", lambda: cell_registry.outside_area_mask(
         registry["lon"].to_numpy(), registry["lat"].to_numpy(), finest, config.area_crs, config.area_buffer_m))
