@@ -266,7 +266,7 @@ def _demo(args: argparse.Namespace) -> int:
                          gatherings=gatherings, progress=True, hours=footing.hours)
     lap("simulate")
 
-    print("[2/6] processing the landing area through Dagster (landing sensor, geography_job, daily_job, window_job)")
+    print("[2/6] processing the landing area through Dagster (landing sensor, geography_job, daily_job, window_job, indicators_job)")
     instance = get_instance(settings)
     summary = process_pending(settings, instance, purpose=purpose, actor=actor)
     lap("process")
