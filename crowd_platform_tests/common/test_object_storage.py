@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ moto_server = pytest.importorskip("moto.server")
 
 from crowd_platform.common import storage
 from crowd_platform_tests.support.pipeline import SAMPLED_RULES  # noqa: E402
+from crowd_platform_tests.support.s3 import moto_bucket, set_env  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("object_storage")
 
@@ -32,40 +32,14 @@ BUCKET = "crowd-platform-test"
 # One hour of two operators: 4 windows, cell lists, a duplicate and a raw-MSISDN drop (quarantined).
 SIM = dict(start=date(2020, 3, 27), days=1, subscribers=800, seed=11, hours=(4, 5), operators=["telkomsel", "xl"],
            gatherings=[], faults=frozenset({"msisdn", "duplicate"}))
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_SESSION_TOKEN": None, "AWS_PROFILE": None}
-
-
-def _set_env(values: dict[str, str | None]) -> dict[str, str | None]:
-    previous = {key: os.environ.get(key) for key in values}
-    for key, value in values.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    return previous
+_set_env = set_env
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """A moto S3 server on a free loopback port, with one bucket."""
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    previous = _set_env({**AWS_ENV, "AWS_ENDPOINT_URL": endpoint})
-    try:
-        import s3fs
-
-        fs = s3fs.S3FileSystem(skip_instance_cache=True)
-        fs.mkdir(BUCKET)
+    with moto_bucket(BUCKET) as endpoint:
         yield endpoint
-    finally:
-        _set_env(previous)
-        server.stop()
 
 
 def _s3fs():

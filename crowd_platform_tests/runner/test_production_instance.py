@@ -98,25 +98,43 @@ def test_pipeline_on_a_postgres_instance(tmp_path, pg_instance, monkeypatch):
 def test_concurrent_runs_equal_a_serial_run(tmp_path, monkeypatch, pg_instance):
     """Five operators' drops of day 2 land at once, with a duplicate and a late drop mixed in,
     while a backfill of day 1 runs: each run in its own OS process with the multiprocess
-    executor, all against one PostgreSQL Dagster instance and one DuckDB warehouse."""
-    import json
-    import subprocess
-    import sys
+    executor, all against one PostgreSQL Dagster instance and one DuckDB warehouse, with the
+    storage root (landing, raw, lake) in an S3 bucket on a loopback server. The reference is a
+    serial run of the same drops on local disk."""
+    pytest.importorskip("moto.server")
+    from crowd_platform_tests.support.s3 import moto_bucket
 
     faults = frozenset({"duplicate", "late"})
     serial_home, parallel_home = tmp_path / "serial", tmp_path / "parallel"
-    for home in (serial_home, parallel_home):
-        _simulate(home, days=2, faults=faults)
+    _simulate(serial_home, days=2, faults=faults)
 
-    # Reference: everything one after the other.
+    # Reference: everything one after the other, on local disk.
     monkeypatch.setenv("CROWD_HOME", str(serial_home))
     with dg.instance_for_test() as instance:
         summary = process_pending(get_settings(serial_home), instance, purpose="serial", progress=lambda _: None)
         assert summary.ok, summary.failed_runs
 
+    with moto_bucket("crowd-concurrency") as endpoint:
+        _concurrent_runs_on_the_bucket(monkeypatch, pg_instance, serial_home, parallel_home, faults, endpoint)
+
+
+def _concurrent_runs_on_the_bucket(monkeypatch, pg_instance, serial_home: Path, parallel_home: Path,
+                                   faults: frozenset[str], endpoint: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import s3fs
+
+    storage_url = "s3://crowd-concurrency/crowd"
+    monkeypatch.setenv("CROWD_HOME", str(parallel_home))
+    monkeypatch.setenv("CROWD_STORAGE_URL", storage_url)
+    _simulate(parallel_home, days=2, faults=faults)  # the drops land in the bucket
+    bucket = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+    assert [key for key in bucket.find("crowd-concurrency/crowd/landing") if not key.endswith(".manifest.json")]
+
     # Concurrent: geography first (cells must be known), then day 1 as one backfill run while
     # each window of day 2 is its own run, all started together.
-    monkeypatch.setenv("CROWD_HOME", str(parallel_home))
     from crowd_platform.definitions import defs
 
     first_window = f"{DAY1:%Y-%m-%d}-{HOURS[0]:02d}:00"
@@ -129,7 +147,8 @@ def test_concurrent_runs_equal_a_serial_run(tmp_path, monkeypatch, pg_instance):
     launches = [range_tags(first_window, f"{DAY1:%Y-%m-%d}-{HOURS[1] - 1:02d}:45")]
     launches += [{"dagster/partition": window} for window in day2_windows]
     launches += [range_tags(f"{day2}-{HOURS[0]:02d}:45", f"{day2}-{HOURS[1] - 1:02d}:45")]
-    env = {**os.environ, "CROWD_HOME": str(parallel_home), "DAGSTER_HOME": pg_instance.root_directory}
+    env = {**os.environ, "CROWD_HOME": str(parallel_home), "DAGSTER_HOME": pg_instance.root_directory,
+           "CROWD_STORAGE_URL": storage_url}  # and the AWS_* of the loopback server, set by moto_bucket
     worker = Path(__file__).parents[1] / "support" / "concurrent_worker.py"
     processes = [subprocess.Popen([sys.executable, str(worker), json.dumps(tags)], env=env, cwd=Path(__file__).parents[2],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for tags in launches]
@@ -153,3 +172,14 @@ def test_concurrent_runs_equal_a_serial_run(tmp_path, monkeypatch, pg_instance):
     overlapping = sum(1 for i, (start, end) in enumerate(intervals) for other_start, other_end in intervals[i + 1:]
                       if start < other_end and other_start < end)
     assert len(intervals) == 2 * len(launches) and overlapping >= 1, intervals
+    # No drop lost or taken twice: landing is empty, and every stored drop has exactly one raw
+    # copy and (accepted ones) one lake file in the bucket.
+    assert [key for key in bucket.find("crowd-concurrency/crowd/landing")] == []
+    stored = _rows(parallel_home, "SELECT raw_path, lake_path, status FROM drops")
+    raw_keys = {key.removeprefix("crowd-concurrency/crowd/") for key in bucket.find("crowd-concurrency/crowd/raw")
+                if not key.endswith(".manifest.json")}
+    lake_keys = {key.removeprefix("crowd-concurrency/crowd/") for key in bucket.find("crowd-concurrency/crowd/lake")}
+    accepted = [(raw, lake) for raw, lake, status in stored if status == "accepted"]
+    assert accepted and all(raw in raw_keys and lake in lake_keys for raw, lake in accepted)
+    assert raw_keys == {raw for raw, _, _ in stored if raw}, "a raw copy no drop row names, or one missing"
+    assert lake_keys <= {lake for _, lake, _ in stored if lake}, "a lake file no drop row names"
