@@ -51,7 +51,7 @@ GEOGRAPHY_ASSETS = (
 DAILY_ASSETS = ("density_baseline",)
 # Per LOCAL day (their own partitions: a job has one partitions definition): the daily presence
 # roll-up and the mobility indicators.
-INDICATOR_ASSETS = (
+LOCAL_DAY_ASSETS = (
     "district_presence_daily",
     "subscriber_daily_location",
     "district_unique_subscribers",
@@ -108,7 +108,7 @@ def daily_baseline_schedule(context: dg.ScheduleEvaluationContext):
 indicators_job = dg.define_asset_job(
     "indicators_job",
     executor_def=EXECUTOR,
-    selection=dg.AssetSelection.assets(*INDICATOR_ASSETS),
+    selection=dg.AssetSelection.assets(*LOCAL_DAY_ASSETS),
     partitions_def=local_daily_partitions,
     description="What is computed per local day (density.local_timezone) once it is over: the daily presence "
                 "roll-up and the mobility indicators (daily locations, unique subscribers, flows, and their "

@@ -54,10 +54,9 @@ def protect_flows(flows: Iterable[dict[str, Any]], k: int,
     an earlier version of this table published, as (``shown_key(origin, destination)``, value)
     pairs, destination None for an origin total. A cell whose value now is one of them is known
     to whoever kept that version, so kanon neither counts on hiding it nor picks it as a
-    complementary cell. Returns
-    the flows and the origin totals as dicts with origin_code, destination_code (None for a
-    total), total (None | 'origin'), value, published_value (None when suppressed) and
-    suppression ('primary' | 'complementary' | None).
+    complementary cell. Returns the flows and the origin totals as dicts with origin_code,
+    destination_code (None for a total), total (None | 'origin'), value, published_value (None
+    when suppressed) and suppression ('primary' | 'complementary' | None).
     """
     flows = list(flows)
     if not flows:

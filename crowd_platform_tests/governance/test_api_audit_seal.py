@@ -22,7 +22,7 @@ from crowd_platform.api.access_log import AccessLog, audit_dir
 from crowd_platform.cli import main
 from crowd_platform.common import audit
 from crowd_platform.common.resources import CrowdPlatform
-from crowd_platform.common.settings import CONTRACTS_DIR, get_settings
+from crowd_platform.common.settings import CONTRACTS_DIR
 from crowd_platform.common.warehouse import connect, fetch_dicts
 from crowd_platform.governance.api_audit import SEAL_ACTION, seal_closed_files
 from crowd_platform.governance.assets import audit_log_checkpoint
@@ -38,11 +38,8 @@ NOON = datetime.combine(TODAY, time(12), tzinfo=timezone.utc)
 
 
 @pytest.fixture()
-def settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("CROWD_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CROWD_WITNESS", str(tmp_path / "witness"))  # outside CROWD_HOME
-    settings = get_settings()
-    settings.ensure_dirs()
+def settings(witnessed_home):
+    settings = witnessed_home
     with connect(settings.warehouse_path) as con:  # some history before the API's files
         audit.append(con, "drop.accepted", purpose="test", actor="tester", object_kind="drop", object_id="drop-1")
     return settings

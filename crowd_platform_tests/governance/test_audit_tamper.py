@@ -31,13 +31,9 @@ YEAR = timedelta(days=365)
 
 
 @pytest.fixture()
-def settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("CROWD_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CROWD_WITNESS", str(tmp_path / "witness"))  # outside CROWD_HOME
-    settings = get_settings()
-    settings.ensure_dirs()
-    _append(settings, 8)
-    return settings
+def settings(witnessed_home):
+    _append(witnessed_home, 8)
+    return witnessed_home
 
 
 def _append(settings, count, start=1):
